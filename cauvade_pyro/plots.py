@@ -1,0 +1,61 @@
+"""Figures written by a fit: sample grids per value of x, and P(hue | do(x)) against the truth and bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+PANEL_TITLES = {"observational": "observational  P(image | x)", "do": "model  P(image | do(x))",
+                "reference": "unconfounded reference"}
+
+
+def save_sample_grids(path: str | Path, panels: dict, class_names, title: str = "") -> Path:
+    """One row per x: observational samples, do(x) samples and reference samples, side by side."""
+    rows = sorted(panels)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3.2 * len(rows)), squeeze=False)
+    for row, x in enumerate(rows):
+        for col, key in enumerate(("observational", "do", "reference")):
+            images = panels[x][key].clamp(0, 1)
+            grid = make_grid(images, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1, pad_value=1.0)
+            axes[row, col].imshow(grid.permute(1, 2, 0).numpy())
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            if row == 0:
+                axes[row, col].set_title(PANEL_TITLES[key], fontsize=9)
+        axes[row, 0].set_ylabel(f"x = {x} ({class_names[x]})")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_effect_plot(path: str | Path, per_x: list[dict], title: str = "") -> Path:
+    """P(hue bin | do(x)) per x: model (bars), truth, observational, and the sharp-bounds band."""
+    fig, axes = plt.subplots(1, len(per_x), figsize=(4 * len(per_x), 3.2), squeeze=False, sharey=True)
+    for ax, row in zip(axes[0], per_x):
+        bins = np.arange(len(row["p_do_truth"]))
+        lower, upper = np.array(row["bounds_lower"]), np.array(row["bounds_upper"])
+        ax.bar(bins, upper - lower, bottom=lower, color="0.88", width=0.8, label="sharp bounds")
+        model_key = "p_do_model" if "p_do_model" in row else "p_do_from_images"
+        ax.bar(bins, row[model_key], width=0.45, color="tab:blue", label="model do(x)")
+        ax.plot(bins, row["p_do_truth"], "k_", markersize=18, mew=2.5, label="truth do(x)")
+        ax.plot(bins, row["p_observational"], "r.", markersize=10, label="observational P(y|x)")
+        ax.set_title(f"x = {row['x']} ({row['class_name']})", fontsize=9)
+        ax.set_xlabel("hue bin")
+    axes[0, 0].set_ylabel("probability")
+    axes[0, -1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+

@@ -1,0 +1,31 @@
+"""Inference for CauVaDE diagrams (imported as ``cauvade_pyro.inference``): the γ-entropy ELBO, amortized
+guides, training loops, family fitting, initialisation, checkpoints and interventional sampling."""
+
+from .checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from .elbo import GammaEntropyELBO
+from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
+from .guides import AmortizedGuide, latent_sites
+from .init import init_latent_response
+from .intervene import intervene, sample_conditional, sample_observational
+from .train import fit, fit_svi, resolve_device, seed_everything, to_float_images
+
+__all__ = [
+    "AmortizedGuide",
+    "FORMAT_VERSION",
+    "GammaEntropyELBO",
+    "fit",
+    "fit_attribute_member",
+    "fit_image_model",
+    "fit_svi",
+    "heldout_image_elbo",
+    "init_latent_response",
+    "intervene",
+    "latent_sites",
+    "load_checkpoint",
+    "resolve_device",
+    "sample_conditional",
+    "sample_observational",
+    "save_checkpoint",
+    "seed_everything",
+    "to_float_images",
+]

@@ -1,0 +1,33 @@
+"""Causal diagrams as Pyro programs, and their neural likelihood networks (imported as ``cauvade_pyro.models``)."""
+
+from .confounded_attributes import (
+    LIKELIHOODS,
+    Y_PARAMETERIZATIONS,
+    AttributeMixture,
+    ConditionalImageModel,
+    ConfoundedAttributesModel,
+)
+from .latent_response import LatentResponseModel
+from .nets import ConvDecoder, ConvEncoder, FiLM, GaussianHead, MLPDecoder, MLPEncoder, make_decoder, make_encoder
+from .primitives import DATA_PLATE, confounder, data_size, is_confounder
+
+__all__ = [
+    "AttributeMixture",
+    "ConditionalImageModel",
+    "ConfoundedAttributesModel",
+    "ConvDecoder",
+    "ConvEncoder",
+    "DATA_PLATE",
+    "FiLM",
+    "GaussianHead",
+    "LIKELIHOODS",
+    "LatentResponseModel",
+    "MLPDecoder",
+    "MLPEncoder",
+    "Y_PARAMETERIZATIONS",
+    "confounder",
+    "data_size",
+    "is_confounder",
+    "make_decoder",
+    "make_encoder",
+]

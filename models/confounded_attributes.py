@@ -1,0 +1,265 @@
+"""The default diagram: confounded attributes with a shared image model.
+
+Canonical augmented SCM, with X and Y labelled and the decoder never taking c:
+
+    c ~ Categorical(softmax(π))                      canonical confounder, K values
+    x ~ Categorical(softmax(A[c]))                   c → x
+    y ~ Categorical(softmax(f(x, c)))                (x, c) → y
+    ε ~ N(0, I)                                      independent of everything
+    image ~ likelihood(decoder(x, y, ε))             (x, y, ε) → image
+
+so that log p(x, y, image) = log Σ_c π_c p(x | c) p(y | x, c) + log p(image | x, y): the objective splits
+exactly, the causal family lives in :class:`AttributeMixture` and one :class:`ConditionalImageModel` serves
+every member. Interventions: P(y | do(x)) = Σ_c π_c p(y | x, c), against P(y | x) ∝ Σ_c π_c p(x | c) p(y | x, c).
+
+The parameterization of f(x, c) = logits of p(y | x, c) decides what do(x) extrapolates to for (c, x) pairs
+the data rarely show, so it is a visible config choice (``y_given_xc``):
+
+- ``"additive"``: f = a[x] + b[c] — the confounder shifts the response the same way for every x;
+- ``"interaction"``: f = MLP(onehot x, onehot c) — a neural conditional that may let c and x interact;
+- ``"table"``: f = T[c, x] free — anything goes; unseen (c, x) cells keep their initial values.
+
+>>> import torch
+>>> mixture = AttributeMixture(num_clusters=2, num_x=2, num_y=3)
+>>> p_do = mixture.interventional_y()
+>>> p_do.shape, bool(torch.allclose(p_do.sum(-1), torch.ones(2)))
+(torch.Size([2, 3]), True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+from torch.nn.functional import one_hot
+
+from .nets import GaussianHead, make_decoder, make_encoder
+from .primitives import DATA_PLATE, confounder, data_size
+
+Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+
+
+class AttributeMixture(nn.Module):
+    """The attribute level c → x, (x, c) → y of the canonical SCM, with x and y categorical."""
+
+    def __init__(
+        self,
+        num_clusters: int,
+        num_x: int,
+        num_y: int,
+        y_given_xc: str = "additive",
+        hidden: int = 32,
+    ):
+        super().__init__()
+        if num_clusters < 1:
+            raise ValueError(f"model.K must be >= 1, got {num_clusters}")
+        if y_given_xc not in Y_PARAMETERIZATIONS:
+            raise ValueError(f"model.y_given_xc must be one of {Y_PARAMETERIZATIONS}, got {y_given_xc!r}")
+        self.num_clusters, self.num_x, self.num_y = num_clusters, num_x, num_y
+        self.y_given_xc = y_given_xc
+        self.pi_logits = nn.Parameter(torch.zeros(num_clusters))
+        self.x_logits = nn.Parameter(torch.zeros(num_clusters, num_x))
+        if y_given_xc == "additive":
+            self.y_x = nn.Parameter(torch.zeros(num_x, num_y))
+            self.y_c = nn.Parameter(torch.zeros(num_clusters, num_y))
+        elif y_given_xc == "table":
+            self.y_table = nn.Parameter(torch.zeros(num_clusters, num_x, num_y))
+        else:
+            self.y_net = nn.Sequential(
+                nn.Linear(num_x + num_clusters, hidden), nn.Tanh(), nn.Linear(hidden, num_y)
+            )
+
+    def reset_parameters(self, generator: torch.Generator, scale: float = 1.0) -> None:
+        """Random initial parameters (one draw per seed): the family is indexed by γ *and* this init."""
+        with torch.no_grad():
+            for param in self.parameters():
+                param.copy_(scale * torch.randn(param.shape, generator=generator))
+
+    def y_logits(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Logits of p(y | x, c); x and c broadcast (c may carry an enumeration dim)."""
+        if self.y_given_xc == "additive":
+            return self.y_x[x] + self.y_c[c]
+        if self.y_given_xc == "table":
+            return self.y_table[c, x]
+        x_hot = one_hot(x, self.num_x).to(self.pi_logits.dtype)
+        c_hot = one_hot(c, self.num_clusters).to(self.pi_logits.dtype)
+        x_hot, c_hot = torch.broadcast_tensors(x_hot[..., None, :], c_hot[..., None, :])
+        return self.y_net(torch.cat([x_hot, c_hot], -1)).squeeze(-2)
+
+    def sample_attributes(self, data: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sites c, x, y; call inside the data plate."""
+        pyro.module("attributes", self)
+        c = confounder("c", self.pi_logits)
+        x = pyro.sample("x", dist.Categorical(logits=self.x_logits[c]), obs=data.get("x"))
+        y = pyro.sample("y", dist.Categorical(logits=self.y_logits(x, c)), obs=data.get("y"))
+        return x, y
+
+    def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        """The attribute-level Pyro program (what a γ-family refits per member)."""
+        data = data or {}
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            return self.sample_attributes(data)
+
+    def guide(self, data=None, num_samples=None) -> None:
+        """Nothing is latent at the attribute level except c, which is enumerated."""
+
+    # ---- exact tables (K, |X| and |Y| are small) -------------------------------------------------------
+
+    def _tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log π (K,), log p(x | c) (K, X), log p(y | x, c) (K, X, Y)."""
+        c = torch.arange(self.num_clusters).view(-1, 1)
+        x = torch.arange(self.num_x).view(1, -1)
+        log_pi = self.pi_logits.log_softmax(-1)
+        log_px = self.x_logits.log_softmax(-1)
+        log_py = self.y_logits(x, c).log_softmax(-1)
+        return log_pi, log_px, log_py
+
+    def log_joint_table(self) -> torch.Tensor:
+        """log p(c, x, y) as a (K, X, Y) tensor."""
+        log_pi, log_px, log_py = self._tables()
+        return log_pi[:, None, None] + log_px[:, :, None] + log_py
+
+    def joint_xy(self) -> torch.Tensor:
+        """p(x, y) = Σ_c π_c p(x | c) p(y | x, c), shape (X, Y)."""
+        return self.log_joint_table().logsumexp(0).exp()
+
+    def observational_y(self) -> torch.Tensor:
+        """P(y | x), shape (X, Y)."""
+        joint = self.joint_xy()
+        return joint / joint.sum(-1, keepdim=True)
+
+    def interventional_y(self) -> torch.Tensor:
+        """P(y | do(x)) = Σ_c π_c p(y | x, c), shape (X, Y)."""
+        log_pi, _, log_py = self._tables()
+        return (log_pi[:, None, None] + log_py).logsumexp(0).exp()
+
+    def log_prob_xy(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Exact log p(x, y) per datapoint."""
+        return self.joint_xy().log()[x, y]
+
+    def posterior_c(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """p(c | x, y) per datapoint, shape (N, K)."""
+        log_joint = self.log_joint_table()[:, x, y].T
+        return log_joint.softmax(-1)
+
+
+class ConditionalImageModel(nn.Module):
+    """p(image | x, y) = ∫ likelihood(image | decoder(x, y, ε)) N(ε; 0, I) dε with an amortized guide q(ε | image, x, y).
+
+    ``kl_weight`` (β) scales the ε sites in model and guide, i.e. β · KL(q(ε) ‖ N(0, I)); DESIGN.md §7 found
+    β > 1 keeps ε from carrying shape and makes prior samples cleaner. Held-out ELBOs use β = 1.
+    """
+
+    def __init__(
+        self,
+        num_x: int,
+        num_y: int,
+        image_shape: tuple[int, int, int] = (3, 28, 28),
+        net: str = "conv",
+        eps_dim: int = 8,
+        likelihood: str = "bernoulli",
+        kl_weight: float = 1.0,
+    ):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if tuple(image_shape[1:]) != (28, 28):
+            raise ValueError(f"image size must be 28x28, got {tuple(image_shape[1:])}")
+        self.num_x, self.num_y, self.eps_dim = num_x, num_y, eps_dim
+        self.image_shape = tuple(image_shape)
+        self.likelihood = likelihood
+        self.kl_weight = float(kl_weight)
+        channels = image_shape[0]
+        self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels)
+        self.encoder = make_encoder(net, channels)
+        self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
+        if likelihood == "gaussian":
+            self.log_pixel_scale = nn.Parameter(torch.tensor(-2.0))
+
+    def condition(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The decoder's condition vector [onehot(x), onehot(y)] (x and y broadcast)."""
+        dtype = self.head.net[0].weight.dtype
+        x_hot, y_hot = one_hot(x, self.num_x).to(dtype), one_hot(y, self.num_y).to(dtype)
+        batch_shape = torch.broadcast_shapes(x_hot.shape[:-1], y_hot.shape[:-1])
+        return torch.cat([x_hot.expand(batch_shape + x_hot.shape[-1:]), y_hot.expand(batch_shape + y_hot.shape[-1:])], -1)
+
+    def image_dist(self, logits: torch.Tensor) -> dist.Distribution:
+        if self.likelihood == "bernoulli":
+            base = dist.Bernoulli(logits=logits, validate_args=False)
+        elif self.likelihood == "continuous_bernoulli":
+            base = dist.ContinuousBernoulli(logits=logits, validate_args=False)
+        else:
+            base = dist.Normal(torch.sigmoid(logits), self.log_pixel_scale.exp(), validate_args=False)
+        return base.to_event(3)
+
+    def image_mean(self, logits: torch.Tensor) -> torch.Tensor:
+        """The image shown for a decoded code: the pixel probabilities (the mean of the Bernoulli)."""
+        return torch.sigmoid(logits)
+
+    def sample_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
+        """The sites ε and image; call inside the data plate."""
+        pyro.module("image_model", self)
+        prior = dist.Normal(x.new_zeros((), dtype=torch.get_default_dtype()), 1.0)
+        with poutine.scale(scale=self.kl_weight):
+            eps = pyro.sample("eps", prior.expand([self.eps_dim]).to_event(1))
+        logits = self.decoder(self.condition(x, y), eps)
+        if image is None:
+            pyro.deterministic("image_mean", self.image_mean(logits), event_dim=3)
+        return pyro.sample("image", self.image_dist(logits), obs=image)
+
+    def encode(self, image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q(ε | image, x, y)."""
+        return self.head(torch.cat([self.encoder(image), self.condition(x, y)], -1))
+
+    def guide_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        pyro.module("image_model", self)
+        loc, scale = self.encode(image, x, y)
+        with poutine.scale(scale=self.kl_weight):
+            return pyro.sample("eps", dist.Normal(loc, scale).to_event(1))
+
+    def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        """The image-level Pyro program p(ε) p(image | x, y, ε), with x and y given."""
+        data = data or {}
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            return self.sample_image(data["x"], data["y"], data.get("image"))
+
+    def guide(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        data = data or {}
+        if data.get("image") is None:
+            return None
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            return self.guide_image(data["x"], data["y"], data["image"])
+
+    def decode(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Mean image for given conditions and noise (used to flip x or y on held-out codes)."""
+        return self.image_mean(self.decoder(self.condition(x, y), eps))
+
+
+class ConfoundedAttributesModel(nn.Module):
+    """The full default diagram: :class:`AttributeMixture` and :class:`ConditionalImageModel` in one plate."""
+
+    def __init__(self, attributes: AttributeMixture, image_model: ConditionalImageModel):
+        super().__init__()
+        self.attributes = attributes
+        self.image_model = image_model
+
+    def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        data = data or {}
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            x, y = self.attributes.sample_attributes(data)
+            return self.image_model.sample_image(x, y, data.get("image"))
+
+    def guide(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        data = data or {}
+        if data.get("image") is None:
+            return None
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            return self.image_model.guide_image(data["x"], data["y"], data["image"])
+
+    def forward(self, data=None, num_samples=None):
+        return self.model(data, num_samples)

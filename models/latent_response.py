@@ -1,0 +1,121 @@
+"""The second diagram: an unlabelled response, as a VaDE-style latent embedding.
+
+When the response to X has no label, it becomes a latent embedding r with a cluster-conditional Gaussian:
+
+    c ~ Categorical(softmax(π)),   x ~ Categorical(softmax(A[c])),
+    r ~ N(μ[c, x], diag σ[c, x]²),  ε ~ N(0, I),   image ~ likelihood(decoder(x, r, ε)),
+
+with an amortized guide q(r, ε | image, x). P(image | do(x)) draws c ~ π, r ~ N(μ[c, x], σ[c, x]), ε ~ N(0, I).
+The attribute-level objective no longer splits from the image term, so every member refits the whole model.
+
+Known weaknesses (DESIGN.md §7): the encoder decides what r means, and a generic decoder may read the
+response (or even x) from ε instead of r; with random initial parameters the fit lands near the
+observational answer, so it needs an autoencoder warm-up and a k-means/GMM initialisation of μ
+(:func:`cauvade_pyro.inference.init_latent_response`); clusters with p(x | c) ≈ 0 leave μ[c, x]
+unconstrained, so do(x) can put mass on off-support responses.
+
+>>> import torch
+>>> m = LatentResponseModel(num_clusters=2, num_x=2, image_shape=(1, 28, 28), r_dim=2, eps_dim=2, net="mlp")
+>>> out = m.model(num_samples=3)
+>>> out.shape
+torch.Size([3, 1, 28, 28])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+from torch.nn.functional import one_hot
+
+from .confounded_attributes import LIKELIHOODS
+from .nets import GaussianHead, make_decoder, make_encoder
+from .primitives import DATA_PLATE, confounder, data_size
+
+
+class LatentResponseModel(nn.Module):
+    """VaDE-style diagram: c → x, (x, c) → r (latent response), (x, r, ε) → image."""
+
+    def __init__(
+        self,
+        num_clusters: int,
+        num_x: int,
+        image_shape: tuple[int, int, int] = (3, 28, 28),
+        r_dim: int = 2,
+        eps_dim: int = 4,
+        net: str = "conv",
+        likelihood: str = "bernoulli",
+        kl_weight: float = 1.0,
+    ):
+        super().__init__()
+        if num_clusters < 1:
+            raise ValueError(f"model.K must be >= 1, got {num_clusters}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.num_clusters, self.num_x, self.r_dim, self.eps_dim = num_clusters, num_x, r_dim, eps_dim
+        self.image_shape = tuple(image_shape)
+        self.likelihood = likelihood
+        self.kl_weight = float(kl_weight)
+        self.warmup = False  # during the autoencoder warm-up r has a N(0, I) prior and c is absent
+        self.pi_logits = nn.Parameter(torch.zeros(num_clusters))
+        self.x_logits = nn.Parameter(torch.zeros(num_clusters, num_x))
+        self.r_loc = nn.Parameter(torch.zeros(num_clusters, num_x, r_dim))
+        self.r_log_scale = nn.Parameter(torch.zeros(num_clusters, num_x, r_dim))
+        channels = image_shape[0]
+        self.decoder = make_decoder(net, num_x + r_dim, eps_dim, channels)
+        self.encoder = make_encoder(net, channels)
+        self.head = GaussianHead(self.encoder.out_dim + num_x, r_dim + eps_dim)
+
+    def _condition(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        x_hot = one_hot(x, self.num_x).to(r.dtype)
+        batch_shape = torch.broadcast_shapes(x_hot.shape[:-1], r.shape[:-1])
+        return torch.cat([x_hot.expand(batch_shape + x_hot.shape[-1:]), r.expand(batch_shape + r.shape[-1:])], -1)
+
+    def _image_dist(self, logits: torch.Tensor) -> dist.Distribution:
+        if self.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=logits, validate_args=False).to_event(3)
+        if self.likelihood == "continuous_bernoulli":
+            return dist.ContinuousBernoulli(logits=logits, validate_args=False).to_event(3)
+        return dist.Normal(torch.sigmoid(logits), 0.1, validate_args=False).to_event(3)
+
+    def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        data = data or {}
+        pyro.module("latent_response", self)
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            if self.warmup:
+                x = data["x"]
+                r_prior = dist.Normal(torch.zeros(self.r_dim), 1.0).to_event(1)
+            else:
+                c = confounder("c", self.pi_logits)
+                x = pyro.sample("x", dist.Categorical(logits=self.x_logits[c]), obs=data.get("x"))
+                r_prior = dist.Normal(self.r_loc[c, x], self.r_log_scale[c, x].exp()).to_event(1)
+            r = pyro.sample("r", r_prior)
+            with poutine.scale(scale=self.kl_weight):
+                eps = pyro.sample("eps", dist.Normal(torch.zeros(self.eps_dim), 1.0).to_event(1))
+            logits = self.decoder(self._condition(x, r), eps)
+            if data.get("image") is None:
+                pyro.deterministic("image_mean", torch.sigmoid(logits), event_dim=3)
+            return pyro.sample("image", self._image_dist(logits), obs=data.get("image"))
+
+    def encode(self, image: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q([r, ε] | image, x)."""
+        features = torch.cat([self.encoder(image), one_hot(x, self.num_x).to(image.dtype)], -1)
+        return self.head(features)
+
+    def guide(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        data = data or {}
+        if data.get("image") is None:
+            return
+        pyro.module("latent_response", self)
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            loc, scale = self.encode(data["image"], data["x"])
+            pyro.sample("r", dist.Normal(loc[..., : self.r_dim], scale[..., : self.r_dim]).to_event(1))
+            with poutine.scale(scale=self.kl_weight):
+                pyro.sample("eps", dist.Normal(loc[..., self.r_dim :], scale[..., self.r_dim :]).to_event(1))
+
+    def decode(self, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(self._condition(x, r), eps))

@@ -1,0 +1,17 @@
+import pyro
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pyro_state():
+    """Every test starts with an empty param store and a fixed seed."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    torch.set_num_threads(2)
