@@ -1,0 +1,230 @@
+r"""Effectiveness judge: a classifier of (class, hue bin) trained on real images only (DESIGN §5, §7).
+
+It is **never used in any training loss** of a generative model (an auxiliary classifier in the loss gets
+fooled, §7); it only reads generated images: does a decoded image show the class x and the hue bin y it was
+asked for?
+
+Trained on freshly rendered real images with classes and hue bins drawn uniformly and independently
+(so the judge cannot read the class off the hue, as it could on the confounded training data), with a random
+Gaussian blur :math:`\sigma \sim \mathrm{Uniform}[0, 1.5]` per batch, because VAE outputs are blurry and a judge
+trained on sharp images reads them at chance (§7). Cached on disk keyed by a hash of the dataset's generating
+parameters, the seed and the judge settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms.functional import gaussian_blur
+from tqdm.auto import tqdm
+
+__all__ = ["AttributeJudge", "judge_cache_key", "random_blur", "train_judge"]
+
+JUDGE_VERSION = 2  # bump when the architecture or the training recipe changes: invalidates cached judges
+MAX_BLUR_SIGMA = 1.5
+_BATCH_SIZE = 128
+_LEARNING_RATE = 3e-3
+
+
+class JudgeableDataset(Protocol):
+    """What :func:`train_judge` needs from a dataset (e.g. :class:`~cauvade_pyro.datasets.ConfoundedShapes`)."""
+
+    name: str
+    num_classes: int
+    num_hue_bins: int
+    image_shape: tuple[int, int, int]
+
+    def render(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        ...
+
+
+class AttributeJudge(nn.Module):
+    """Small CNN with two heads: class logits and hue-bin logits, for float images (n, 3, 28, 28) in [0, 1].
+
+    >>> judge = AttributeJudge(num_classes=3, num_hue_bins=6)
+    >>> [t.shape for t in judge(torch.zeros(2, 3, 28, 28))]
+    [torch.Size([2, 3]), torch.Size([2, 6])]
+    """
+
+    def __init__(self, num_classes: int, num_hue_bins: int, in_channels: int = 3, image_size: int = 28) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_hue_bins = num_hue_bins
+        # Strided convolutions instead of pooling: about 3x cheaper on CPU, and still exact on these attributes.
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        feature_size = 32 * (image_size // 4) ** 2
+        self.trunk = nn.Sequential(nn.Linear(feature_size, 128), nn.ReLU())
+        self.class_head = nn.Linear(128, num_classes)
+        self.hue_head = nn.Linear(128, num_hue_bins)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.trunk(self.features(images))
+        return self.class_head(hidden), self.hue_head(hidden)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted (class, hue bin) LongTensors for float images in [0, 1], in eval mode, batched."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        class_preds, hue_preds = [], []
+        try:
+            for start in range(0, images.shape[0], batch_size):
+                batch = images[start : start + batch_size].to(device=device, dtype=torch.float32)
+                class_logits, hue_logits = self(batch)
+                class_preds.append(class_logits.argmax(-1).cpu())
+                hue_preds.append(hue_logits.argmax(-1).cpu())
+        finally:
+            self.train(was_training)
+        if not class_preds:
+            empty = torch.empty(0, dtype=torch.long)
+            return empty, empty.clone()
+        return torch.cat(class_preds), torch.cat(hue_preds)
+
+
+def random_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a batch with standard deviation ``sigma`` px (no-op below 0.05 px).
+
+    >>> random_blur(torch.ones(1, 3, 28, 28), 1.0).shape
+    torch.Size([1, 3, 28, 28])
+    """
+    if sigma < 0.05:
+        return images
+    kernel_size = 2 * math.ceil(3.0 * sigma) + 1
+    return gaussian_blur(images, kernel_size=[kernel_size, kernel_size], sigma=[sigma, sigma])
+
+
+def _dataset_params(dataset: JudgeableDataset) -> dict[str, Any]:
+    params = getattr(dataset, "generating_params", None)
+    if params is None:
+        params = {
+            "name": dataset.name,
+            "num_classes": dataset.num_classes,
+            "num_hue_bins": dataset.num_hue_bins,
+            "image_shape": list(dataset.image_shape),
+        }
+    return dict(params)
+
+
+def judge_cache_key(dataset: JudgeableDataset, seed: int = 0, num_images: int = 8000, epochs: int = 3) -> str:
+    """Hash of everything that determines a trained judge: data-generating parameters, seed, settings.
+
+    >>> from cauvade_pyro.datasets import ConfoundedShapes
+    >>> len(judge_cache_key(ConfoundedShapes(num_train=2, num_test=2)))
+    16
+    """
+    payload = {
+        "dataset": _dataset_params(dataset),
+        "seed": seed,
+        "num_images": num_images,
+        "epochs": epochs,
+        "judge_version": JUDGE_VERSION,
+        "max_blur_sigma": MAX_BLUR_SIGMA,
+        "batch_size": _BATCH_SIZE,
+        "learning_rate": _LEARNING_RATE,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _render_balanced(
+    dataset: JudgeableDataset, n: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real images with class and hue bin uniform and independent (no confounding for the judge to exploit)."""
+    x = torch.randint(dataset.num_classes, (n,), generator=generator)
+    y = torch.randint(dataset.num_hue_bins, (n,), generator=generator)
+    images = dataset.render(x, y, generator).to(torch.float32) / 255.0
+    return images, x, y
+
+
+def train_judge(
+    dataset: JudgeableDataset,
+    seed: int = 0,
+    num_images: int = 8000,
+    epochs: int = 3,
+    device: str | torch.device = "cpu",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> AttributeJudge:
+    """Train (or load from ``cache_dir``) an :class:`AttributeJudge` on freshly rendered, randomly blurred images.
+
+    The images come from the judge's own generator seeded with ``seed``, independent of ``dataset.train``.
+    With ``cache_dir``, the weights live in ``cache_dir/judge-<key>.pt`` (``state_dict`` only).
+    """
+    if num_images < _BATCH_SIZE:
+        raise ValueError(f"num_images: must be >= {_BATCH_SIZE}, got {num_images!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs: must be >= 1, got {epochs!r}")
+    channels, height, width = dataset.image_shape
+    if height != width:
+        raise ValueError(f"dataset: the judge expects square images, got {dataset.image_shape}")
+
+    # Initialise from the seed without touching the global RNG of the caller.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        judge = AttributeJudge(dataset.num_classes, dataset.num_hue_bins, channels, height)
+    judge.to(device)
+
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / f"judge-{judge_cache_key(dataset, seed, num_images, epochs)}.pt"
+        if cache_path.exists():
+            judge.load_state_dict(torch.load(cache_path, map_location=device, weights_only=True))
+            judge.eval()
+            return judge
+
+    generator = torch.Generator().manual_seed(seed)
+    images, classes, hue_bins = _render_balanced(dataset, num_images, generator)
+    optimizer = torch.optim.Adam(judge.parameters(), lr=_LEARNING_RATE)
+    steps_per_epoch = num_images // _BATCH_SIZE
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=_LEARNING_RATE, total_steps=epochs * steps_per_epoch
+    )
+    judge.train()
+    progress = tqdm(total=epochs * steps_per_epoch, desc="judge", leave=False, disable=None)
+    for _ in range(epochs):
+        order = torch.randperm(num_images, generator=generator)
+        for step in range(steps_per_epoch):
+            index = order[step * _BATCH_SIZE : (step + 1) * _BATCH_SIZE]
+            # One blur level per batch: cheap, and over the epoch it covers σ ∈ [0, MAX_BLUR_SIGMA].
+            sigma = MAX_BLUR_SIGMA * float(torch.rand((), generator=generator))
+            batch = random_blur(images[index], sigma).to(device)
+            class_logits, hue_logits = judge(batch)
+            loss = F.cross_entropy(class_logits, classes[index].to(device)) + F.cross_entropy(
+                hue_logits, hue_bins[index].to(device)
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    progress.close()
+    judge.eval()
+
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        # Atomic write: a concurrent reader sees either no file or a complete one.
+        handle, tmp_name = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name, suffix=".tmp")
+        os.close(handle)
+        try:
+            state = {name: tensor.detach().cpu() for name, tensor in judge.state_dict().items()}
+            torch.save(state, tmp_name)
+            os.replace(tmp_name, cache_path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    return judge
