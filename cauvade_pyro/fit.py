@@ -17,39 +17,31 @@ import time
 from pathlib import Path
 
 import hydra
-import pyro
-import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cauvade_pyro.config import ConfigError, validate_config
-from cauvade_pyro.datasets import ConfoundedShapes
-from cauvade_pyro.evaluate import evaluate_confounded_attributes, evaluate_latent_response
-from cauvade_pyro.inference import (
-    fit_attribute_member,
-    fit_svi,
-    init_latent_response,
-    resolve_device,
-    save_checkpoint,
-    seed_everything,
-    GammaEntropyELBO,
-)
-from cauvade_pyro.members import build_attributes, save_member, shared_image_model
-from cauvade_pyro.metrics import train_judge
-from cauvade_pyro.models import ConfoundedAttributesModel, LatentResponseModel
-from cauvade_pyro.plots import save_effect_plot, save_sample_grids
+
+# The numerical stack (torch, Pyro, torchvision) is imported by the functions that use it, after the config
+# has been checked: `--help` and a mistyped value answer in a second instead of after ~10 s of imports.
 
 log = logging.getLogger("cauvade_pyro.fit")
 
 
 def build_dataset(cfg: DictConfig):
+    from cauvade_pyro.datasets import ConfoundedShapes
+
     params = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "name"}
     if cfg.dataset.name != "shapes":
         raise ConfigError(f"dataset.name must be 'shapes', got {cfg.dataset.name!r}")
     return ConfoundedShapes(**params)
 
 
-def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path) -> tuple[dict, dict, dict]:
+def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path):
+    from cauvade_pyro.evaluate import evaluate_confounded_attributes
+    from cauvade_pyro.inference import fit_attribute_member, seed_everything
+    from cauvade_pyro.members import build_attributes, save_member, shared_image_model
+    from cauvade_pyro.models import ConfoundedAttributesModel
+
     image_model, image_path, trained = shared_image_model(cfg, dataset, device, progress=cfg.progress)
     log.info("shared image model %s (%s)", image_path, "trained" if trained else "loaded from cache")
     attributes = build_attributes(cfg, dataset.num_classes, dataset.num_hue_bins).to(device)
@@ -65,6 +57,12 @@ def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path) -> tuple[dic
 
 
 def _fit_latent_response(cfg, dataset, device, out_dir: Path):
+    import torch
+
+    from cauvade_pyro.evaluate import evaluate_latent_response
+    from cauvade_pyro.inference import GammaEntropyELBO, fit_svi, init_latent_response, save_checkpoint, seed_everything
+    from cauvade_pyro.models import LatentResponseModel
+
     image = cfg.model.image
     model = LatentResponseModel(
         int(cfg.model.K), dataset.num_classes, dataset.image_shape, r_dim=int(cfg.model.r_dim),
@@ -90,6 +88,14 @@ def run(cfg: DictConfig) -> dict:
     """Fit and evaluate one member; returns the metrics written to ``metrics.json``."""
     started = time.perf_counter()
     validate_config(cfg)
+    import pyro
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+
+    from cauvade_pyro.inference import resolve_device, seed_everything
+    from cauvade_pyro.metrics import train_judge
+    from cauvade_pyro.plots import save_effect_plot, save_sample_grids
+
     device = resolve_device(str(cfg.device))
     if int(cfg.torch_threads) > 0:
         torch.set_num_threads(int(cfg.torch_threads))

@@ -1,0 +1,98 @@
+"""Smoke runs of ``python -m cauvade_pyro.fit`` with tiny configs (in the style of Pyro's test_examples.py)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cauvade_pyro.inference import intervene
+from cauvade_pyro.members import load_member
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "dataset.num_train=600",
+    "dataset.num_test=150",
+    "inference.image_epochs=1",
+    "inference.attribute_steps=10",
+    "eval.num_samples=30",
+    "eval.grid_samples=4",
+    "eval.judge_images=300",
+    "eval.judge_epochs=1",
+    "progress=false",
+]
+
+
+def run_fit(args, tmp_path, cwd=REPO, timeout=600):
+    env = {**os.environ, "CAUVADE_CACHE": str(tmp_path / "cache")}
+    return subprocess.run(
+        [sys.executable, "-m", "cauvade_pyro.fit", *args],
+        cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout,
+    )
+
+
+def test_tiny_fit_writes_checkpoint_metrics_and_grids(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_fit([*TINY, "inference.gamma=1.5", "seed=3", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("checkpoint.pt", "metrics.json", "samples.png", "effect.png"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["gamma"], metrics["seed"], metrics["K"]) == (1.5, 3, 4)
+    for key in ("heldout", "posterior_entropy", "effectiveness", "per_x", "w1_mean"):
+        assert key in metrics
+    row = metrics["per_x"][0]
+    for key in ("p_do_sampled", "p_do_from_images", "p_observational", "p_do_truth", "bounds_lower",
+                "bounds_upper", "w1_sampled_to_truth", "w1_observational_to_truth"):
+        assert key in row
+    assert "cauvade-pyro fit: γ=1.5 seed=3" in result.stdout
+    member = load_member(run_dir / "checkpoint.pt")
+    draws = intervene(member.model, {"x": 2}, num_samples=8)
+    assert torch.equal(draws["x"], torch.full((8,), 2)) and draws["image_mean"].shape == (8, 3, 28, 28)
+
+
+def test_gamma_sweep_writes_one_folder_per_member_and_shares_the_image_model(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_fit(["-m", *TINY, "inference.gamma=-1,2", "seed=0", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = sorted(sweep_dir.glob("*/metrics.json"))
+    assert len(metrics) == 2
+    assert {json.loads(p.read_text())["gamma"] for p in metrics} == {-1.0, 2.0}
+    image_models = {json.loads(p.read_text())["image_model"] for p in metrics}
+    assert len(image_models) == 1 and len(list((tmp_path / "cache" / "image_models").glob("*.pt"))) == 1
+
+
+def test_latent_response_diagram_runs(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_fit([*TINY, "model=latent_response", "model.warmup_epochs=1", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "samples.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.K=0", "model.K"),
+        ("inference.gamma=nan", "inference.gamma"),
+        ("inference.gamma=inf", "inference.gamma"),
+        ("inference.batch_size=0", "inference.batch_size"),
+        ("inference.attribute_lr=-1", "inference.attribute_lr"),
+    ],
+)
+def test_nonsense_config_fails_at_start_up_with_one_line(tmp_path, override, key):
+    result = run_fit([override, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], result.stderr
+    assert not (tmp_path / "cache").exists(), "nothing may be built before the config is checked"
+
+
+@pytest.mark.parametrize("where", ["repo", "elsewhere"])
+def test_help_works_from_any_directory(tmp_path, where):
+    cwd = REPO if where == "repo" else tmp_path
+    result = run_fit(["--help"], tmp_path, cwd=cwd, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "inference" in result.stdout and "gamma" in result.stdout
