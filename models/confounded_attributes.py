@@ -86,10 +86,10 @@ class AttributeMixture(nn.Module):
             return self.y_x[x] + self.y_c[c]
         if self.y_given_xc == "table":
             return self.y_table[c, x]
-        x_hot = one_hot(x, self.num_x).to(self.pi_logits.dtype)
-        c_hot = one_hot(c, self.num_clusters).to(self.pi_logits.dtype)
-        x_hot, c_hot = torch.broadcast_tensors(x_hot[..., None, :], c_hot[..., None, :])
-        return self.y_net(torch.cat([x_hot, c_hot], -1)).squeeze(-2)
+        batch_shape = torch.broadcast_shapes(x.shape, c.shape)
+        x_hot = one_hot(x, self.num_x).expand(batch_shape + (self.num_x,))
+        c_hot = one_hot(c, self.num_clusters).expand(batch_shape + (self.num_clusters,))
+        return self.y_net(torch.cat([x_hot, c_hot], -1).to(self.pi_logits.dtype))
 
     def sample_attributes(self, data: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The sites c, x, y; call inside the data plate."""
@@ -112,8 +112,8 @@ class AttributeMixture(nn.Module):
 
     def _tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """log π (K,), log p(x | c) (K, X), log p(y | x, c) (K, X, Y)."""
-        c = torch.arange(self.num_clusters).view(-1, 1)
-        x = torch.arange(self.num_x).view(1, -1)
+        c = torch.arange(self.num_clusters, device=self.pi_logits.device).view(-1, 1)
+        x = torch.arange(self.num_x, device=self.pi_logits.device).view(1, -1)
         log_pi = self.pi_logits.log_softmax(-1)
         log_px = self.x_logits.log_softmax(-1)
         log_py = self.y_logits(x, c).log_softmax(-1)
