@@ -31,7 +31,7 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("inference.batch_size", "inference.attribute_steps", "inference.image_epochs", "eval.num_samples"):
         if _number(cfg, key) <= 0:
             raise ConfigError(f"{key} must be > 0, got {_number(cfg, key)}")
-    for key in ("inference.attribute_lr", "inference.image_lr"):
+    for key in ("inference.attribute_lr", "inference.image_lr", "inference.clip_norm"):
         if not _number(cfg, key) > 0 or not math.isfinite(_number(cfg, key)):
             raise ConfigError(f"{key} must be a finite number > 0, got {_number(cfg, key)}")
     if cfg.model.diagram not in DIAGRAMS:

@@ -52,84 +52,23 @@ def effectiveness(image_model, judge, data: dict, max_images: int = 1000) -> dic
 
 
 @torch.no_grad()
-def evaluate_confounded_attributes(model, dataset, judge, num_samples: int, grid_samples: int) -> tuple[dict, dict]:
-    """Metrics of a confounded-attributes member, and the image panels for the sample grids."""
-    attributes, image_model, scm = model.attributes, model.image_model, dataset.scm
-    num_y = dataset.num_hue_bins
-    positions = scm.bin_centres()
-    truth = scm.interventional_y().float()
-    observational = scm.observational_y_given_x().float()
-    lower, upper = bow_graph_bounds(scm.joint_xy())
-    model_do = attributes.interventional_y().cpu()
-    per_x, panels = [], {}
-    do_shape_hits = 0.0
-    for x in range(dataset.num_classes):
-        draws = intervene(model.model, {"x": x}, num_samples)
-        p_sampled = hue_histogram(draws["y"].cpu(), num_y)
-        shape_pred, hue_pred = judge.predict(draws["image_mean"])
-        p_images = hue_histogram(hue_pred.cpu(), num_y)
-        shape_accuracy = float((shape_pred.cpu() == x).float().mean())
-        do_shape_hits += shape_accuracy / dataset.num_classes
-        per_x.append({
-            "x": x,
-            "class_name": dataset.class_names[x],
-            "p_do_model": _rounded(model_do[x]),
-            "p_do_sampled": _rounded(p_sampled),
-            "p_do_from_images": _rounded(p_images),
-            "p_observational": _rounded(observational[x]),
-            "p_do_truth": _rounded(truth[x]),
-            "bounds_lower": _rounded(lower[x]),
-            "bounds_upper": _rounded(upper[x]),
-            "w1_model_to_truth": round(circular_w1(model_do[x], truth[x], positions), 5),
-            "w1_sampled_to_truth": round(circular_w1(p_sampled, truth[x], positions), 5),
-            "w1_images_to_truth": round(circular_w1(p_images, truth[x], positions), 5),
-            "w1_observational_to_truth": round(circular_w1(observational[x], truth[x], positions), 5),
-            "do_x_shape_accuracy": round(shape_accuracy, 4),
-        })
-        conditional = sample_conditional(model.model, {"x": x}, grid_samples)
-        reference = dataset.sample_reference(x, grid_samples, torch.Generator().manual_seed(x))
-        panels[x] = {
-            "observational": conditional["image_mean"].cpu(),
-            "do": draws["image_mean"][:grid_samples].cpu(),
-            "reference": reference["image"].float().div(255),
-        }
-    test = dataset.test
-    device = next(model.parameters()).device
-    x_test, y_test = test["x"].to(device), test["y"].to(device)
-    log_p_xy = attributes.log_prob_xy(x_test, y_test).mean().item()
-    image_elbo = heldout_image_elbo(image_model, {k: v.to(device) for k, v in test.items()})
-    effect = effectiveness(image_model, judge, {k: v.to(device) for k, v in test.items()})
-    effect["do_x_shape_accuracy"] = round(do_shape_hits, 4)
-    metrics = {
-        "heldout": {
-            "log_p_xy": round(log_p_xy, 5),
-            "image_elbo": round(image_elbo, 3),
-            "elbo": round(log_p_xy + image_elbo, 3),
-        },
-        "posterior_entropy": round(_entropy(attributes.posterior_c(x_test, y_test)).mean().item(), 5),
-        "effectiveness": effect,
-        "per_x": per_x,
-        "w1_mean": {
-            key: round(sum(row[key] for row in per_x) / len(per_x), 5)
-            for key in ("w1_model_to_truth", "w1_sampled_to_truth", "w1_images_to_truth", "w1_observational_to_truth")
-        },
-    }
-    return metrics, panels
+def interventional_images(model, dataset, judge, num_samples: int, grid_samples: int) -> tuple[list[dict], dict]:
+    """Per x: the judge's reading of do(x) images against the truth, and the sample-grid panels.
 
-
-@torch.no_grad()
-def evaluate_latent_response(model, dataset, judge, num_samples: int, grid_samples: int) -> tuple[dict, dict]:
-    """Metrics of a latent-response member: its response is read back from the images only."""
+    Returns one row per x (hue distribution read from the images, observational answer, truth, bounds, W1s,
+    shape accuracy) and, per x, the observational, do(x) and reference images. Each row also carries the
+    sampled ``y`` of the do(x) draws under ``"_draws"`` for diagrams that label y.
+    """
     scm, num_y = dataset.scm, dataset.num_hue_bins
     positions = scm.bin_centres()
     truth, observational = scm.interventional_y().float(), scm.observational_y_given_x().float()
     lower, upper = bow_graph_bounds(scm.joint_xy())
-    per_x, panels = [], {}
+    rows, panels = [], {}
     for x in range(dataset.num_classes):
         draws = intervene(model.model, {"x": x}, num_samples)
         shape_pred, hue_pred = judge.predict(draws["image_mean"])
         p_images = hue_histogram(hue_pred.cpu(), num_y)
-        per_x.append({
+        rows.append({
             "x": x,
             "class_name": dataset.class_names[x],
             "p_do_from_images": _rounded(p_images),
@@ -140,6 +79,7 @@ def evaluate_latent_response(model, dataset, judge, num_samples: int, grid_sampl
             "w1_images_to_truth": round(circular_w1(p_images, truth[x], positions), 5),
             "w1_observational_to_truth": round(circular_w1(observational[x], truth[x], positions), 5),
             "do_x_shape_accuracy": round(float((shape_pred.cpu() == x).float().mean()), 4),
+            "_draws": draws,
         })
         conditional = sample_conditional(model.model, {"x": x}, grid_samples)
         reference = dataset.sample_reference(x, grid_samples, torch.Generator().manual_seed(x))
@@ -148,12 +88,59 @@ def evaluate_latent_response(model, dataset, judge, num_samples: int, grid_sampl
             "do": draws["image_mean"][:grid_samples].cpu(),
             "reference": reference["image"].float().div(255),
         }
+    return rows, panels
+
+
+def _means(rows: list[dict], keys) -> dict:
+    return {key: round(sum(row[key] for row in rows) / len(rows), 5) for key in keys}
+
+
+@torch.no_grad()
+def evaluate_confounded_attributes(model, dataset, judge, num_samples: int, grid_samples: int) -> tuple[dict, dict]:
+    """Metrics of a confounded-attributes member, and the image panels for the sample grids."""
+    attributes, image_model, scm = model.attributes, model.image_model, dataset.scm
+    positions, truth = scm.bin_centres(), scm.interventional_y().float()
+    model_do = attributes.interventional_y().cpu()
+    per_x, panels = interventional_images(model, dataset, judge, num_samples, grid_samples)
+    for row in per_x:
+        x, draws = row["x"], row.pop("_draws")
+        p_sampled = hue_histogram(draws["y"].cpu(), dataset.num_hue_bins)
+        row.update({
+            "p_do_model": _rounded(model_do[x]),
+            "p_do_sampled": _rounded(p_sampled),
+            "w1_model_to_truth": round(circular_w1(model_do[x], truth[x], positions), 5),
+            "w1_sampled_to_truth": round(circular_w1(p_sampled, truth[x], positions), 5),
+        })
+    device = next(model.parameters()).device
+    test = {k: v.to(device) for k, v in dataset.test.items()}
+    log_p_xy = attributes.log_prob_xy(test["x"], test["y"]).mean().item()
+    image_elbo = heldout_image_elbo(image_model, test)
+    effect = effectiveness(image_model, judge, test)
+    effect["do_x_shape_accuracy"] = _means(per_x, ["do_x_shape_accuracy"])["do_x_shape_accuracy"]
+    metrics = {
+        "heldout": {
+            "log_p_xy": round(log_p_xy, 5),
+            "image_elbo": round(image_elbo, 3),
+            "elbo": round(log_p_xy + image_elbo, 3),
+        },
+        "posterior_entropy": round(_entropy(attributes.posterior_c(test["x"], test["y"])).mean().item(), 5),
+        "effectiveness": effect,
+        "per_x": per_x,
+        "w1_mean": _means(per_x, ("w1_model_to_truth", "w1_sampled_to_truth", "w1_images_to_truth",
+                                  "w1_observational_to_truth")),
+    }
+    return metrics, panels
+
+
+@torch.no_grad()
+def evaluate_latent_response(model, dataset, judge, num_samples: int, grid_samples: int) -> tuple[dict, dict]:
+    """Metrics of a latent-response member: its response is read back from the images only."""
+    per_x, panels = interventional_images(model, dataset, judge, num_samples, grid_samples)
+    for row in per_x:
+        row.pop("_draws")
     metrics = {
         "per_x": per_x,
-        "w1_mean": {
-            key: round(sum(row[key] for row in per_x) / len(per_x), 5)
-            for key in ("w1_images_to_truth", "w1_observational_to_truth")
-        },
-        "effectiveness": {"do_x_shape_accuracy": round(sum(r["do_x_shape_accuracy"] for r in per_x) / len(per_x), 4)},
+        "w1_mean": _means(per_x, ("w1_images_to_truth", "w1_observational_to_truth")),
+        "effectiveness": _means(per_x, ["do_x_shape_accuracy"]),
     }
     return metrics, panels

@@ -48,7 +48,8 @@ def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path):
     losses = fit_attribute_member(
         attributes, dataset.train["x"].to(device), dataset.train["y"].to(device),
         gamma=float(cfg.inference.gamma), seed=int(cfg.seed), steps=int(cfg.inference.attribute_steps),
-        lr=float(cfg.inference.attribute_lr), init_scale=float(cfg.inference.init_scale), progress=cfg.progress,
+        lr=float(cfg.inference.attribute_lr), init_scale=float(cfg.inference.init_scale),
+        clip_norm=float(cfg.inference.clip_norm), progress=cfg.progress,
     )
     model = ConfoundedAttributesModel(attributes, image_model).eval()
     save_member(out_dir / "checkpoint.pt", cfg, model, image_path)
@@ -74,6 +75,7 @@ def _fit_latent_response(cfg, dataset, device, out_dir: Path):
                          seed=seed, progress=cfg.progress)
     losses = fit_svi(model.model, model.guide, train, GammaEntropyELBO(gamma=float(cfg.inference.gamma)),
                      epochs=int(cfg.inference.image_epochs), batch_size=batch, lr=lr,
+                     clip_norm=float(cfg.inference.clip_norm),
                      generator=torch.Generator().manual_seed(seed), progress=cfg.progress, desc="latent response")
     model.eval()
     save_checkpoint(out_dir / "checkpoint.pt", {

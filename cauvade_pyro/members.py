@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,13 +23,18 @@ def _plain(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
+def pyro_param_values() -> dict[str, torch.Tensor]:
+    """The constrained values in Pyro's param store (tensors only, so they load with ``weights_only=True``)."""
+    return {name: value.detach().cpu() for name, value in pyro.get_param_store().items()}
+
+
 def image_model_key(cfg: DictConfig) -> str:
     """Hash of everything the shared image model depends on (not γ, not the member seed)."""
     inference = cfg.inference
     spec = {
         "dataset": _plain(cfg.dataset),
         "image": _plain(cfg.model.image),
-        "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size")},
+        "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "version": 1,
     }
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -56,7 +62,8 @@ def shared_image_model(cfg: DictConfig, dataset, device: torch.device, progress:
     inference = cfg.inference
     fit_image_model(
         model, train, epochs=int(inference.image_epochs), batch_size=int(inference.batch_size),
-        lr=float(inference.image_lr), seed=int(inference.image_seed), progress=progress,
+        lr=float(inference.image_lr), seed=int(inference.image_seed), clip_norm=float(inference.clip_norm),
+        progress=progress,
     )
     save_checkpoint(path, {
         "kind": "image_model", "key": key, "config": _plain(cfg),
@@ -77,6 +84,7 @@ def save_member(path: str | Path, cfg: DictConfig, model: ConfoundedAttributesMo
         "gamma": float(cfg.inference.gamma),
         "seed": int(cfg.seed),
         "attributes": {k: v.cpu() for k, v in model.attributes.state_dict().items()},
+        "pyro_params": pyro_param_values(),
         "image_model_path": str(image_path),
         "image_model_key": image_model_key(cfg),
         "num_x": model.attributes.num_x,

@@ -9,7 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 PANEL_TITLES = {"observational": "observational  P(image | x)", "do": "model  P(image | do(x))",

@@ -32,6 +32,7 @@ def fit_image_model(
     batch_size: int,
     lr: float,
     seed: int,
+    clip_norm: float = 10.0,
     progress: bool = True,
 ) -> list[float]:
     """Train the shared p(image | x, y) on ``data`` (keys ``x``, ``y``, ``image``)."""
@@ -41,7 +42,7 @@ def fit_image_model(
     losses = fit_svi(
         image_model.model, image_model.guide, {k: data[k] for k in ("x", "y", "image")},
         GammaEntropyELBO(gamma=0.0), epochs=epochs, batch_size=batch_size, lr=lr,
-        generator=generator, progress=progress, desc="image model",
+        clip_norm=clip_norm, generator=generator, progress=progress, desc="image model",
     )
     image_model.eval()
     return losses
@@ -57,6 +58,7 @@ def fit_attribute_member(
     steps: int = 600,
     lr: float = 0.05,
     init_scale: float = 1.0,
+    clip_norm: float = 10.0,
     progress: bool = True,
 ) -> list[float]:
     """Fit one family member's attribute-level mixture from random initial parameters drawn with ``seed``."""
@@ -65,7 +67,7 @@ def fit_attribute_member(
     pyro.clear_param_store()
     return fit_svi(
         mixture.model, mixture.guide, {"x": x, "y": y}, GammaEntropyELBO(gamma=gamma),
-        steps=steps, lr=lr, progress=progress, desc=f"attributes γ={gamma:g}",
+        steps=steps, lr=lr, clip_norm=clip_norm, progress=progress, desc=f"attributes γ={gamma:g}",
     )
 
 

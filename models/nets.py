@@ -98,12 +98,24 @@ class MLPDecoder(nn.Module):
         return logits.reshape(batch_shape + logits.shape[1:])
 
 
-class ConvEncoder(nn.Module):
+class _ImageTrunk(nn.Module):
+    """Applies ``self.net`` to (…, C, 28, 28) images, keeping any leading batch dims."""
+
+    net: nn.Module
+    out_dim: int
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        batch_shape = image.shape[:-3]
+        features = self.net(image.reshape((-1,) + image.shape[-3:]))
+        return features.reshape(batch_shape + (self.out_dim,))
+
+
+class ConvEncoder(_ImageTrunk):
     """Conv trunk for (…, C, 28, 28) images → a feature vector of size ``out_dim``."""
 
     def __init__(self, channels: int = 3, out_dim: int = 256, hidden: int = 32):
         super().__init__()
-        self.channels = channels
+        self.channels, self.out_dim = channels, out_dim
         self.net = nn.Sequential(
             nn.Conv2d(channels, hidden, 4, stride=2, padding=1),  # 28 → 14
             nn.SiLU(),
@@ -113,20 +125,14 @@ class ConvEncoder(nn.Module):
             nn.Linear(2 * hidden * 7 * 7, out_dim),
             nn.SiLU(),
         )
-        self.out_dim = out_dim
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        batch_shape = image.shape[:-3]
-        features = self.net(image.reshape((-1,) + image.shape[-3:]))
-        return features.reshape(batch_shape + (self.out_dim,))
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(_ImageTrunk):
     """MLP trunk for (…, C, 28, 28) images → a feature vector of size ``out_dim``."""
 
     def __init__(self, channels: int = 3, out_dim: int = 256, hidden: int = 512):
         super().__init__()
-        self.channels = channels
+        self.channels, self.out_dim = channels, out_dim
         self.net = nn.Sequential(
             nn.Flatten(),
             nn.Linear(channels * IMAGE_SIZE * IMAGE_SIZE, hidden),
@@ -134,12 +140,6 @@ class MLPEncoder(nn.Module):
             nn.Linear(hidden, out_dim),
             nn.SiLU(),
         )
-        self.out_dim = out_dim
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        batch_shape = image.shape[:-3]
-        features = self.net(image.reshape((-1,) + image.shape[-3:]))
-        return features.reshape(batch_shape + (self.out_dim,))
 
 
 class GaussianHead(nn.Module):

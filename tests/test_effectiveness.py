@@ -1,7 +1,6 @@
 """The shared image model obeys x and y, as read by a judge that no training loss ever used (DESIGN.md §7)."""
 
 import pytest
-import torch
 
 from cauvade_pyro.datasets import ConfoundedShapes
 from cauvade_pyro.evaluate import effectiveness

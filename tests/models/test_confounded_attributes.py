@@ -1,6 +1,5 @@
 """The attribute-level mixture: its exact tables agree with its own Pyro program."""
 
-import pyro
 import pytest
 import torch
 
