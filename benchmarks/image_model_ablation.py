@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--num-train", type=int, default=12000)
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     dataset = ConfoundedShapes(num_train=args.num_train, num_test=2000)
     judge = train_judge(dataset, seed=0, cache_dir=args.cache_dir)
     rows = []
