@@ -24,6 +24,7 @@ from cauvade_pyro.models import ConditionalImageModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
+    "conv, conditions at the input only, eps 4": {"net": "conv_concat", "eps_dim": 4, "kl_weight": 1.0},
     "conv FiLM, eps 4 (default)": {"net": "conv", "eps_dim": 4, "kl_weight": 1.0},
     "conv FiLM, eps 16": {"net": "conv", "eps_dim": 16, "kl_weight": 1.0},
     "conv FiLM, eps 16, beta 4": {"net": "conv", "eps_dim": 16, "kl_weight": 4.0},
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--num-train", type=int, default=12000)
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--only", nargs="*", default=None, help="run only the variants whose name contains one of these")
+    parser.add_argument("--out", default="image_model_ablation.json")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
     if args.threads > 0:
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     judge = train_judge(dataset, seed=0, cache_dir=args.cache_dir)
     rows = []
     for name, variant in VARIANTS.items():
+        if args.only and not any(part in name for part in args.only):
+            continue
         torch.manual_seed(0)
         model = ConditionalImageModel(dataset.num_classes, dataset.num_hue_bins, dataset.image_shape, **variant)
         started = time.perf_counter()
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
         print(json.dumps(row))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "image_model_ablation.json"
+    out = RESULTS / args.out
     out.write_text(json.dumps({"num_train": args.num_train, "rows": rows}, indent=2))
     print(f"wrote {out}")
 

@@ -53,9 +53,9 @@ def _flatten_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[tuple[torch.Tensor,
 class ConvDecoder(nn.Module):
     """FiLM-conditioned transposed-conv decoder: (cond, eps) → image logits (C, 28, 28)."""
 
-    def __init__(self, cond_dim: int, eps_dim: int, channels: int = 3, hidden: int = 64):
+    def __init__(self, cond_dim: int, eps_dim: int, channels: int = 3, hidden: int = 64, film: bool = True):
         super().__init__()
-        self.channels, self.hidden = channels, hidden
+        self.channels, self.hidden, self.film = channels, hidden, film
         self.stem = nn.Linear(cond_dim + eps_dim, hidden * 7 * 7)
         self.film0 = FiLM(cond_dim, hidden)
         self.up1 = nn.ConvTranspose2d(hidden, hidden // 2, 4, stride=2, padding=1)  # 7 → 14
@@ -69,11 +69,15 @@ class ConvDecoder(nn.Module):
         cond, eps = _broadcast_pair(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
         h = self.stem(torch.cat([cond, eps], -1)).view(-1, self.hidden, 7, 7)
-        h = self.act(self.film0(h, cond))
-        h = self.act(self.film1(self.up1(h), cond))
-        h = self.act(self.film2(self.up2(h), cond))
+        h = self.act(self._modulate(self.film0, h, cond))
+        h = self.act(self._modulate(self.film1, self.up1(h), cond))
+        h = self.act(self._modulate(self.film2, self.up2(h), cond))
         logits = self.out(h)
         return logits.reshape(batch_shape + logits.shape[1:])
+
+    def _modulate(self, film: FiLM, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        # film=False keeps the conditions at the input only: the ablation that DESIGN.md §7 found ignored
+        return film(h, cond) if self.film else h
 
 
 class MLPDecoder(nn.Module):
@@ -159,12 +163,16 @@ DECODERS = {"conv": ConvDecoder, "mlp": MLPDecoder}
 
 
 def make_encoder(kind: str, channels: int, out_dim: int = 256) -> nn.Module:
+    kind = "conv" if kind == "conv_concat" else kind
     if kind not in ENCODERS:
         raise ValueError(f"model.image.net must be one of {sorted(ENCODERS)}, got {kind!r}")
     return ENCODERS[kind](channels=channels, out_dim=out_dim)
 
 
 def make_decoder(kind: str, cond_dim: int, eps_dim: int, channels: int) -> nn.Module:
+    """``conv`` or ``mlp`` (both FiLM-conditioned), or ``conv_concat`` (conditions at the input only; an ablation)."""
+    if kind == "conv_concat":
+        return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, film=False)
     if kind not in DECODERS:
         raise ValueError(f"model.image.net must be one of {sorted(DECODERS)}, got {kind!r}")
     return DECODERS[kind](cond_dim=cond_dim, eps_dim=eps_dim, channels=channels)
