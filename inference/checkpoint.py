@@ -48,3 +48,35 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict:
     if kind is not None and payload.get("kind") != kind:
         raise ValueError(f"{path} holds a {payload.get('kind')!r} checkpoint, expected {kind!r}")
     return payload
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def config_differences(saved: dict, current: dict, keys: list[str] | None = None) -> list[str]:
+    """``"key: saved → current"`` for every (flattened) key whose value differs; ``keys`` restricts the comparison.
+
+    >>> config_differences({"model": {"K": 4}, "seed": 0}, {"model": {"K": 8}, "seed": 0})
+    ['model.K: 4 → 8']
+    """
+    old, new = _flatten(saved), _flatten(current)
+    names = keys if keys is not None else sorted(set(old) | set(new))
+    missing = object()
+    return [
+        f"{name}: {old.get(name, '<absent>')} → {new.get(name, '<absent>')}"
+        for name in names
+        if old.get(name, missing) != new.get(name, missing)
+    ]
+
+
+def check_config_matches(path, saved: dict, current: dict, keys: list[str] | None = None, what: str = "checkpoint") -> None:
+    """One-line ``ValueError`` naming what differs between the config a checkpoint was written with and ``current``."""
+    differences = config_differences(saved, current, keys)
+    if differences:
+        raise ValueError(f"{path}: this {what} was written for a different configuration ({'; '.join(differences)})")

@@ -34,15 +34,20 @@ def fit_image_model(
     seed: int,
     clip_norm: float = 10.0,
     progress: bool = True,
+    **resume,
 ) -> list[float]:
-    """Train the shared p(image | x, y) on ``data`` (keys ``x``, ``y``, ``image``)."""
+    """Train the shared p(image | x, y) on ``data`` (keys ``x``, ``y``, ``image``).
+
+    ``resume`` passes ``checkpoint_path``, ``checkpoint_every``, ``resume_from``, ``fingerprint`` and ``hint``
+    on to :func:`~cauvade_pyro.inference.train.fit_svi`.
+    """
     generator = seed_everything(seed)
     pyro.clear_param_store()
     image_model.train()
     losses = fit_svi(
         image_model.model, image_model.guide, {k: data[k] for k in ("x", "y", "image")},
         GammaEntropyELBO(gamma=0.0), epochs=epochs, batch_size=batch_size, lr=lr,
-        clip_norm=clip_norm, generator=generator, progress=progress, desc="image model",
+        clip_norm=clip_norm, generator=generator, progress=progress, desc="image model", **resume,
     )
     image_model.eval()
     return losses
@@ -60,14 +65,18 @@ def fit_attribute_member(
     init_scale: float = 1.0,
     clip_norm: float = 10.0,
     progress: bool = True,
+    **resume,
 ) -> list[float]:
-    """Fit one family member's attribute-level mixture from random initial parameters drawn with ``seed``."""
+    """Fit one family member's attribute-level mixture from random initial parameters drawn with ``seed``.
+
+    ``resume`` passes the checkpoint and resume options on to :func:`~cauvade_pyro.inference.train.fit_svi`.
+    """
     generator = seed_everything(seed)
     mixture.reset_parameters(generator, scale=init_scale)
     pyro.clear_param_store()
     return fit_svi(
         mixture.model, mixture.guide, {"x": x, "y": y}, GammaEntropyELBO(gamma=gamma),
-        steps=steps, lr=lr, clip_norm=clip_norm, progress=progress, desc=f"attributes γ={gamma:g}",
+        steps=steps, lr=lr, clip_norm=clip_norm, progress=progress, desc=f"attributes γ={gamma:g}", **resume,
     )
 
 

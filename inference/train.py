@@ -6,12 +6,25 @@ Each step takes one Adam step on the γ-entropy loss (see :mod:`cauvade_pyro.inf
 
 optionally with gradient-norm clipping. Image tensors may be stored as uint8 and are converted to [0, 1]
 per batch, so the whole data set can sit on the device.
+
+**Resume.** Given ``checkpoint_path``, :func:`fit_svi` writes a training state atomically every
+``checkpoint_every`` steps and at the end: the step, the logged losses, the *unconstrained* values of every
+Pyro param (plain tensors: Pyro's own ``get_state()`` carries constraint objects, which ``weights_only=True``
+refuses), the optimizer state, the data order of the current epoch and every RNG state (torch, CUDA, Python,
+NumPy, the data-order generator). ``resume_from`` continues from such a file; on CPU the resumed fit is
+bit-for-bit the uninterrupted one (tested).
+
+**Non-finite loss.** The loss is checked every step (``svi.step`` already returns it as a Python float) and
+the parameters before every state is written, so a NaN never reaches a checkpoint: the fit stops with a
+:class:`FloatingPointError` naming the step, γ, a hint and the last good training state.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -19,8 +32,11 @@ import torch
 from pyro.infer import SVI
 from tqdm.auto import tqdm
 
+from .checkpoint import check_config_matches, load_checkpoint, save_checkpoint
 from .elbo import GammaEntropyELBO
 from .guides import AmortizedGuide
+
+TRAIN_STATE_KIND = "train_state"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -45,6 +61,85 @@ def to_float_images(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {k: (v.float() / 255.0 if v.dtype == torch.uint8 else v) for k, v in batch.items()}
 
 
+def _to_cpu(tree):
+    if torch.is_tensor(tree):
+        return tree.detach().cpu().clone()
+    if isinstance(tree, dict):
+        return {key: _to_cpu(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_to_cpu(value) for value in tree)
+    return tree
+
+
+def rng_states(generator: torch.Generator | None) -> dict:
+    """Every RNG state a fit draws from, as tensors and primitives (``weights_only``-loadable)."""
+    version, keys, gauss = random.getstate()
+    name, np_keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "python": [version, list(keys), gauss],
+        "numpy": [name, torch.from_numpy(np_keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "generator": generator.get_state() if generator is not None else None,
+    }
+
+
+def set_rng_states(states: dict, generator: torch.Generator | None) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, keys, gauss = states["python"]
+    random.setstate((version, tuple(keys), gauss))
+    name, np_keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np_keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if generator is not None and states["generator"] is not None:
+        generator.set_state(states["generator"])
+
+
+def _unconstrained_params() -> dict[str, torch.Tensor]:
+    return pyro.get_param_store().get_state()["params"]
+
+
+def save_training_state(path, *, step: int, total: int, losses: list[float], optim, order: torch.Tensor,
+                        generator: torch.Generator | None, fingerprint: dict | None) -> Path:
+    """Write the state :func:`fit_svi` needs to continue after ``step`` completed steps (atomically)."""
+    return save_checkpoint(path, {
+        "kind": TRAIN_STATE_KIND,
+        "config": fingerprint or {},
+        "step": int(step),
+        "total": int(total),
+        "losses": [float(v) for v in losses],
+        "params": {name: value.detach().cpu().clone() for name, value in _unconstrained_params().items()},
+        "optim": _to_cpu(optim.get_state()),
+        "order": order.detach().cpu().clone(),
+        "rng": rng_states(generator),
+    })
+
+
+def _restore_training_state(path, state: dict, svi: SVI, optim, generator, warmup_batch) -> None:
+    """Create the params by one loss evaluation, then overwrite them in place (modules keep their tensors)."""
+    svi.evaluate_loss(warmup_batch)
+    params = _unconstrained_params()
+    missing = sorted(set(state["params"]) - set(params))
+    extra = sorted(set(params) - set(state["params"]))
+    if missing or extra:
+        raise ValueError(f"{path}: training state does not fit this model (params only in the state: {missing}, "
+                         f"only in the model: {extra})")
+    with torch.no_grad():
+        for name, value in state["params"].items():
+            if params[name].shape != value.shape:
+                raise ValueError(f"{path}: param {name!r} has shape {tuple(value.shape)} in the training state, "
+                                 f"{tuple(params[name].shape)} in this model")
+            params[name].copy_(value)
+    optim.set_state(state["optim"])
+    set_rng_states(state["rng"], generator)
+
+
+def _params_finite() -> bool:
+    values = list(_unconstrained_params().values())
+    return not values or bool(torch.stack([v.detach().isfinite().all() for v in values]).all())
+
+
 def fit_svi(
     model: Callable,
     guide: Callable,
@@ -60,18 +155,28 @@ def fit_svi(
     progress: bool = True,
     desc: str = "fit",
     log_every: int = 10,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume_from: str | Path | None = None,
+    fingerprint: dict | None = None,
+    hint: str = "try a lower learning rate or likelihood scale, or a smaller clip norm",
 ) -> list[float]:
     """Fit ``model``/``guide`` to ``data`` (a dict of equal-length tensors) with SVI; return the logged losses.
 
     Give either ``steps`` (full-batch, or random minibatches of ``batch_size``) or ``epochs`` (shuffled passes).
-    The loss is read back to the host only every ``log_every`` steps.
+    A loss is logged every ``log_every`` steps. With ``checkpoint_path`` a training state is written every
+    ``checkpoint_every`` steps (0: only at the end); ``resume_from`` continues from one, after checking that
+    its ``fingerprint`` (the config that determines the fit) equals this one's. A non-finite loss raises
+    :class:`FloatingPointError` (one line: step, γ, ``hint``, the last good state).
     """
     num_data = len(next(iter(data.values())))
     batch_size = num_data if batch_size is None else min(int(batch_size), num_data)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    if not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     batches_per_epoch = max(1, num_data // batch_size)
     total = steps if steps is not None else (epochs or 1) * batches_per_epoch
     optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm})
@@ -79,7 +184,25 @@ def fit_svi(
     device = next(iter(data.values())).device
     losses: list[float] = []
     order = torch.arange(num_data, device=device)
-    bar = tqdm(range(total), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    start, last_good = 0, None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, kind=TRAIN_STATE_KIND)
+        if fingerprint is not None:
+            check_config_matches(resume_from, state["config"], fingerprint, what="training state")
+        if state["total"] != total:
+            raise ValueError(f"{resume_from}: training state is for {state['total']} steps, this fit has {total}")
+        _restore_training_state(resume_from, state, svi, optim, generator,
+                                to_float_images({k: v[:batch_size] for k, v in data.items()}))
+        start, losses, order = state["step"], list(state["losses"]), state["order"].to(device)
+        last_good = f"{resume_from} (step {start})"
+
+    def stop(step: int, what: str):
+        kept = f"last good training state: {last_good}" if last_good else "no training state was written yet"
+        where = desc if "γ" in desc else f"{desc}, γ={elbo.gamma:g}"
+        return FloatingPointError(f"{what} at step {step} of {total} ({where}); {hint}; {kept}")
+
+    bar = tqdm(range(start, total), desc=desc, disable=not progress, leave=False, dynamic_ncols=True,
+               initial=start, total=total)
     for step in bar:
         if batch_size == num_data:
             batch = to_float_images(data)
@@ -89,15 +212,25 @@ def fit_svi(
                 order = torch.randperm(num_data, generator=generator).to(device)
             index = order[position * batch_size : (position + 1) * batch_size]
             batch = to_float_images({k: v[index] for k, v in data.items()})
-        loss = svi.step(batch)
+        try:
+            loss = svi.step(batch)  # a Python float already: checking it every step costs no extra sync
+        except ValueError as error:  # torch's distribution checks refuse NaN arguments with a many-line message
+            if "found invalid values" not in str(error) and _params_finite():
+                raise
+            raise stop(step, "non-finite values (a distribution refused its NaN or inf arguments)") from None
+        per_item = loss / batch_size
+        if not math.isfinite(per_item):
+            raise stop(step, f"non-finite loss ({per_item})")
         if step % log_every == 0 or step == total - 1:
-            per_item = loss / batch_size
-            if not np.isfinite(per_item):
-                raise FloatingPointError(
-                    f"non-finite loss at step {step} (γ={elbo.gamma}); try a lower learning rate or likelihood scale"
-                )
             losses.append(per_item)
             bar.set_postfix(loss=f"{per_item:.3f}")
+        done = step + 1
+        if checkpoint_path is not None and (done == total or (checkpoint_every and done % checkpoint_every == 0)):
+            if not _params_finite():
+                raise stop(step, "non-finite parameters")
+            save_training_state(checkpoint_path, step=done, total=total, losses=losses, optim=optim, order=order,
+                                generator=generator, fingerprint=fingerprint)
+            last_good = f"{checkpoint_path} (step {done})"
     return losses
 
 
@@ -117,9 +250,16 @@ def fit(
     """Fit any diagram written with the CauVaDE conventions; builds an :class:`AmortizedGuide` when none is given.
 
     Returns ``(guide, losses)``. The param store is cleared first, so a fit starts from the modules' values.
+    The diagram is checked first (:func:`~cauvade_pyro.models.primitives.check_diagram`): no confounder site,
+    or an image site that depends on the confounder, is a ``ValueError`` before any training.
     """
+    from cauvade_pyro.models.primitives import check_diagram
+
     generator = seed_everything(seed)
     pyro.clear_param_store()
+    check_diagram(model, to_float_images({k: v[:2] for k, v in data.items()}))
+    pyro.clear_param_store()
+    generator = seed_everything(seed)
     if guide is None:
         example = to_float_images({k: v[:2] for k, v in data.items()})
         guide = AmortizedGuide(model, example).to(next(iter(data.values())).device)
