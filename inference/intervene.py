@@ -7,7 +7,8 @@ other site drawn from its prior samples
 
 Pyro's ``do`` leaves the natural draw of X in the trace and sends the intervened value downstream; the
 functions here return the *intervened* values, and they check what ``do`` silently accepts (unknown site
-names, values of the wrong shape or outside the site's support).
+names, values of the wrong shape or outside the site's support, and observed or image sites, on which ``do``
+would change nothing).
 
 >>> import torch, pyro, pyro.distributions as dist
 >>> def model(data=None, num_samples=None):
@@ -66,6 +67,13 @@ def intervene(
     for name, value in interventions.items():
         if name not in sites:
             raise ValueError(f"intervene: the model has no sample site {name!r}; its sites are {sorted(sites)}")
+        site = natural.nodes[name]
+        if site["is_observed"] or len(site["fn"].event_shape) >= 3:
+            kind = "observed" if site["is_observed"] else f"image (event shape {tuple(site['fn'].event_shape)})"
+            raise ValueError(
+                f"intervene: site {name!r} is an {kind} site; do() on it changes none of the other sites (nothing in "
+                "the diagram depends on the image) - intervene on an attribute that causes it, such as 'x'"
+            )
         values[name] = _validated_value(name, natural.nodes[name], value, num_samples)
     trace = poutine.trace(poutine.do(model, data=values)).get_trace(num_samples=num_samples, **model_kwargs)
     samples = _sample_sites(trace)

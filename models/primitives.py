@@ -54,3 +54,50 @@ def data_size(data: Mapping[str, torch.Tensor] | None, num_samples: int | None) 
     if not data:
         raise ValueError("a diagram needs either data or num_samples")
     return len(next(iter(data.values())))
+
+
+def check_diagram(model, data: Mapping[str, torch.Tensor], max_plate_nesting: int = 1) -> None:
+    """Check a user diagram before fitting; each problem is an explanatory ``ValueError``.
+
+    The model is traced once on ``data`` with its confounders enumerated (as ``TraceEnum_ELBO`` will):
+
+    - it must declare at least one confounder with :func:`confounder`;
+    - no image-like site (event rank >= 3) may depend on a confounder: the decoder never takes ``c``. An
+      enumerated confounder carries its own batch dimension, so a decoder that receives ``c`` (directly or
+      through anything computed from it) gives the image distribution that dimension.
+    """
+    from pyro import poutine
+
+    try:
+        trace = poutine.trace(poutine.enum(model, first_available_dim=-1 - max_plate_nesting)).get_trace(data)
+    except ValueError:
+        raise
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"the diagram fails when its confounder is enumerated ({type(error).__name__}: {first}); a common cause "
+            "is a network that receives the confounder c, which carries an extra enumeration dimension of size K: "
+            "the image decoder must not take c"
+        ) from None
+    sites = {
+        name: site for name, site in trace.nodes.items()
+        if site["type"] == "sample" and isinstance(site["fn"], torch.distributions.Distribution)  # not plates
+    }
+    confounders = {name: site for name, site in sites.items() if is_confounder(site)}
+    if not confounders:
+        raise ValueError(
+            f"the diagram has no confounder site (its sample sites are {sorted(sites)}): declare the enumerated "
+            "cluster with cauvade_pyro.confounder(name, logits) inside the 'data' plate"
+        )
+    for name, site in sites.items():
+        fn = site["fn"]
+        if name in confounders or len(fn.event_shape) < 3:
+            continue
+        for c_name, c_site in confounders.items():
+            dim = c_site["infer"].get("_enumerate_dim")
+            if dim is not None and len(fn.batch_shape) >= -dim and fn.batch_shape[dim] > 1:
+                raise ValueError(
+                    f"site {name!r} (an image, event shape {tuple(fn.event_shape)}) depends on the confounder "
+                    f"{c_name!r}: the decoder must not take {c_name!r} (the image depends on c only through the "
+                    "attributes, so one image model serves the whole family); pass it x, y and the noise instead"
+                )
