@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 DIAGRAMS = ("confounded_attributes", "latent_response")
+DATASETS = ("shapes",)
+# Image shape (channels, height, width) of each dataset, known without loading it.
+DATASET_IMAGE_SHAPES = {"shapes": (3, 28, 28)}
+NETS = ("conv", "mlp")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 
 
 class ConfigError(ValueError):
@@ -16,6 +24,8 @@ class ConfigError(ValueError):
 def _number(cfg: DictConfig, key: str):
     value = cfg
     for part in key.split("."):
+        if not isinstance(value, DictConfig) or part not in value:
+            raise ConfigError(f"{key} is missing from the configuration")
         value = value[part]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key} must be a number, got {value!r}")
@@ -44,6 +54,43 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("dataset.num_train", "dataset.num_test"):
         if _number(cfg, key) < 1:
             raise ConfigError(f"{key} must be >= 1, got {_number(cfg, key)}")
+    for key in ("seed", "torch_threads", "inference.checkpoint_every", "inference.image_seed"):
+        value = _number(cfg, key)
+        if not float(value).is_integer() or (key != "seed" and value < 0):
+            raise ConfigError(f"{key} must be an integer{'' if key == 'seed' else ' >= 0'}, got {value}")
+    if cfg.dataset.name not in DATASETS:
+        raise ConfigError(f"dataset.name must be one of {DATASETS}, got {cfg.dataset.name!r}")
+    image = cfg.model.image
+    if image.net not in NETS:
+        raise ConfigError(f"model.image.net must be one of {NETS}, got {image.net!r}")
+    if image.likelihood not in LIKELIHOODS:
+        raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
+    if cfg.model.diagram == "confounded_attributes" and cfg.model.y_given_xc not in Y_PARAMETERIZATIONS:
+        raise ConfigError(f"model.y_given_xc must be one of {Y_PARAMETERIZATIONS}, got {cfg.model.y_given_xc!r}")
+    channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]
+    if _number(cfg, "model.image.channels") != channels:
+        raise ConfigError(f"model.image.channels must be {channels} for dataset {cfg.dataset.name!r} "
+                          f"(its images are {channels}x{height}x{width}), got {image.channels}")
+    if _number(cfg, "model.image.size") != height:
+        raise ConfigError(f"model.image.size must be {height} for dataset {cfg.dataset.name!r} "
+                          f"(its images are {channels}x{height}x{width}), got {image.size}")
+    resume = cfg.resume
+    if not isinstance(resume, bool):
+        if not isinstance(resume, str) or not resume:
+            raise ConfigError(f"resume must be true, false or a path to a run dir or train_state.pt, got {resume!r}")
+        path = Path(resume)
+        if not (path.is_file() or (path / "train_state.pt").is_file()):
+            raise ConfigError(f"resume: no training state at {resume!r} (give a run dir holding train_state.pt, "
+                              "or the file itself)")
     device = str(cfg.device)
-    if not (device in ("auto", "cpu") or device.startswith("cuda")):
+    if not (device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", device)):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        import torch  # only here: every other check answers without the numerical stack
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device} was requested but CUDA is not available here; use device=auto or device=cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device={device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"so N must be in [0, {torch.cuda.device_count() - 1}]")

@@ -31,9 +31,47 @@ def build_dataset(cfg: DictConfig):
     from cauvade_pyro.datasets import ConfoundedShapes
 
     params = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "name"}
-    if cfg.dataset.name != "shapes":
-        raise ConfigError(f"dataset.name must be 'shapes', got {cfg.dataset.name!r}")
     return ConfoundedShapes(**params)
+
+
+def resume_source(cfg: DictConfig, out_dir: Path) -> Path | None:
+    """The member's training state to continue from: ``resume=true`` finds this run dir's, a path names one."""
+    if cfg.resume is False:
+        return None
+    if cfg.resume is True:
+        path = out_dir / "train_state.pt"
+        return path if path.is_file() else None
+    path = Path(cfg.resume)
+    return path / "train_state.pt" if path.is_dir() else path
+
+
+def check_resume_state(cfg: DictConfig, out_dir: Path) -> None:
+    """Before any data is loaded: the member state to resume must be readable and fit this config (one line)."""
+    source = resume_source(cfg, out_dir)
+    if source is None:
+        return
+    from cauvade_pyro.inference import load_checkpoint
+    from cauvade_pyro.inference.checkpoint import check_config_matches
+    from cauvade_pyro.members import fit_fingerprint
+
+    state = load_checkpoint(source, kind="train_state")
+    hint = " (pass resume=false to start over)" if cfg.resume is True else ""
+    try:
+        check_config_matches(source, state["config"], fit_fingerprint(cfg), what="training state")
+    except ValueError as error:
+        raise ValueError(f"{error}{hint}") from None
+
+
+def _resume_options(cfg: DictConfig, out_dir: Path, hint: str) -> dict:
+    from cauvade_pyro.members import fit_fingerprint
+
+    source = resume_source(cfg, out_dir)
+    if source is not None:
+        log.info("resuming the %s fit from %s", cfg.model.diagram, source)
+    return {
+        "checkpoint_path": out_dir / "train_state.pt", "checkpoint_every": int(cfg.inference.checkpoint_every),
+        "resume_from": source, "fingerprint": fit_fingerprint(cfg), "hint": hint,
+    }
 
 
 def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path):
@@ -50,6 +88,8 @@ def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path):
         gamma=float(cfg.inference.gamma), seed=int(cfg.seed), steps=int(cfg.inference.attribute_steps),
         lr=float(cfg.inference.attribute_lr), init_scale=float(cfg.inference.init_scale),
         clip_norm=float(cfg.inference.clip_norm), progress=cfg.progress,
+        **_resume_options(cfg, out_dir, f"try a lower inference.attribute_lr (now {cfg.inference.attribute_lr}) "
+                                        f"or inference.init_scale (now {cfg.inference.init_scale})"),
     )
     model = ConfoundedAttributesModel(attributes, image_model).eval()
     save_member(out_dir / "checkpoint.pt", cfg, model, image_path)
@@ -62,6 +102,7 @@ def _fit_latent_response(cfg, dataset, device, out_dir: Path):
 
     from cauvade_pyro.evaluate import evaluate_latent_response
     from cauvade_pyro.inference import GammaEntropyELBO, fit_svi, init_latent_response, save_checkpoint, seed_everything
+    from cauvade_pyro.members import image_nan_hint
     from cauvade_pyro.models import LatentResponseModel
 
     image = cfg.model.image
@@ -76,7 +117,8 @@ def _fit_latent_response(cfg, dataset, device, out_dir: Path):
     losses = fit_svi(model.model, model.guide, train, GammaEntropyELBO(gamma=float(cfg.inference.gamma)),
                      epochs=int(cfg.inference.image_epochs), batch_size=batch, lr=lr,
                      clip_norm=float(cfg.inference.clip_norm),
-                     generator=torch.Generator().manual_seed(seed), progress=cfg.progress, desc="latent response")
+                     generator=torch.Generator().manual_seed(seed), progress=cfg.progress, desc="latent response",
+                     **_resume_options(cfg, out_dir, image_nan_hint(cfg)))
     model.eval()
     save_checkpoint(out_dir / "checkpoint.pt", {
         "kind": "latent_response_member", "config": OmegaConf.to_container(cfg, resolve=True),
@@ -102,6 +144,7 @@ def run(cfg: DictConfig) -> dict:
     if int(cfg.torch_threads) > 0:
         torch.set_num_threads(int(cfg.torch_threads))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_resume_state(cfg, out_dir)
     seed_everything(int(cfg.seed))
     pyro.clear_param_store()
     dataset = build_dataset(cfg)
@@ -124,9 +167,16 @@ def run(cfg: DictConfig) -> dict:
         **evaluation,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    (out_dir / "train_state.pt").unlink(missing_ok=True)  # the fit is complete: checkpoint.pt holds its result
     print(summary(metrics, out_dir))
     return metrics
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def summary(metrics: dict, out_dir: Path) -> str:
@@ -148,7 +198,63 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, ValueError) as error:
         print(f"cauvade_pyro.fit: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except FloatingPointError as error:
+        print(f"cauvade_pyro.fit: stopped: {error}", file=sys.stderr)
+        sys.exit(3)
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Unknown keys in command-line overrides → one-line :class:`ConfigError` (Hydra's own answer is 5+ lines).
+
+    Composes the config with the given group choices (the first value of a sweep) and looks every plain
+    ``key=value`` override up in it; ``+key``, ``++key``, ``~key`` and ``hydra.*`` are left to Hydra.
+    """
+    overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg]
+    if not overrides:
+        return
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as error:
+        raise ConfigError(str(error).strip().splitlines()[0]) from None
+    groups = {p.name for p in (Path(__file__).parent / "conf").iterdir() if p.is_dir()}
+    choices, plain = [], []
+    for override in parsed:
+        key = override.key_or_group
+        if override.type is not OverrideType.CHANGE or override.package or key.startswith("hydra"):
+            continue
+        if key in groups:
+            value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else override.value()
+            choices.append(f"{key}={value}")
+        else:
+            plain.append(key)
+    if not plain and not choices:
+        return
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        try:
+            cfg = compose(config_name="config", overrides=choices)
+        except Exception as error:  # e.g. an unknown group option: keep Hydra's words, drop its search path
+            text = str(error).split("Config search path")[0]
+            raise ConfigError(" ".join(text.split())) from None
+    missing = object()
+    for key in plain:
+        if OmegaConf.select(cfg, key, default=missing) is missing:
+            parent = key.rpartition(".")[0]
+            while parent and not isinstance(OmegaConf.select(cfg, parent, default=None), DictConfig):
+                parent = parent.rpartition(".")[0]
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            known = ", ".join(k for k in node.keys() if k != "hydra")
+            raise ConfigError(f"unknown config key {key!r}; the keys of {parent or 'the top level'} are: {known} "
+                              f"(to add a key on purpose, write +{key}=...)")
 
 
 if __name__ == "__main__":
+    try:
+        check_overrides(sys.argv[1:])
+    except ConfigError as error:
+        print(f"cauvade_pyro.fit: error: {error}", file=sys.stderr)
+        sys.exit(2)
     main()

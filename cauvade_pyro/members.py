@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pyro
@@ -16,7 +17,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cauvade_pyro.inference import fit_image_model, load_checkpoint, save_checkpoint
+from cauvade_pyro.inference.checkpoint import check_config_matches
 from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel
+
+
+log = logging.getLogger("cauvade_pyro.fit")
 
 
 def _plain(cfg) -> dict:
@@ -33,11 +38,33 @@ def image_model_key(cfg: DictConfig) -> str:
     inference = cfg.inference
     spec = {
         "dataset": _plain(cfg.dataset),
-        "image": _plain(cfg.model.image),
+        # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key
+        "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "version": 1,
     }
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Keys that change nothing in a fit (where it runs, what it prints, how it is evaluated, how often it saves).
+RUNTIME_KEYS = ("eval", "progress", "torch_threads", "device", "cache_dir", "resume")
+
+
+def fit_fingerprint(cfg: DictConfig) -> dict:
+    """The configuration a training state must match to be resumed (everything but runtime settings)."""
+    plain = {k: v for k, v in _plain(cfg).items() if k not in RUNTIME_KEYS}
+    plain["inference"] = {k: v for k, v in plain["inference"].items() if k != "checkpoint_every"}
+    return plain
+
+
+# What a member checkpoint must agree on with the config it is loaded into.
+MEMBER_KEYS = ["model.diagram", "model.K", "model.y_given_xc", "model.image.channels", "model.image.size"]
+
+
+def image_nan_hint(cfg: DictConfig) -> str:
+    return (f"try a lower inference.image_lr (now {cfg.inference.image_lr}) or inference.clip_norm "
+            f"(now {cfg.inference.clip_norm}); with model.image.likelihood=gaussian the learned pixel scale can "
+            "collapse, try bernoulli")
 
 
 def build_image_model(cfg: DictConfig, num_x: int, num_y: int, image_shape) -> ConditionalImageModel:
@@ -55,21 +82,41 @@ def shared_image_model(cfg: DictConfig, dataset, device: torch.device, progress:
     model = build_image_model(cfg, dataset.num_classes, dataset.num_hue_bins, dataset.image_shape).to(device)
     if path.is_file():
         payload = load_checkpoint(path, kind="image_model")
-        model.load_state_dict(payload["state_dict"])
+        load_state(model, payload["state_dict"], path)
         model.eval()
         return model, path, False
+    # A training state next to the cache file: a killed run resumes here, whatever its run dir.
+    partial = path.with_name(path.name + ".partial")
+    resume_from = partial if cfg.resume is not False and partial.is_file() else None
+    if resume_from is not None:
+        log.info("resuming the shared image model from %s", partial)
     train = {k: dataset.train[k].to(device) for k in ("x", "y", "image")}
     inference = cfg.inference
     fit_image_model(
         model, train, epochs=int(inference.image_epochs), batch_size=int(inference.batch_size),
         lr=float(inference.image_lr), seed=int(inference.image_seed), clip_norm=float(inference.clip_norm),
-        progress=progress,
+        progress=progress, checkpoint_path=partial, checkpoint_every=int(inference.checkpoint_every),
+        resume_from=resume_from, fingerprint={"image_model_key": key}, hint=image_nan_hint(cfg),
     )
     save_checkpoint(path, {
         "kind": "image_model", "key": key, "config": _plain(cfg),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
     })
+    partial.unlink(missing_ok=True)
     return model, path, True
+
+
+def load_state(module: torch.nn.Module, state_dict: dict, path) -> None:
+    """``load_state_dict`` with a one-line error naming the first mismatching tensor (torch's is many lines)."""
+    own = module.state_dict()
+    for name in sorted(set(own) | set(state_dict)):
+        if name not in state_dict or name not in own:
+            where = "the checkpoint" if name in state_dict else "this model"
+            raise ValueError(f"{path} does not fit this model: {name!r} exists only in {where}")
+        if own[name].shape != state_dict[name].shape:
+            raise ValueError(f"{path} does not fit this model: {name!r} has shape {tuple(state_dict[name].shape)} "
+                             f"in the checkpoint, {tuple(own[name].shape)} here")
+    module.load_state_dict(state_dict)
 
 
 def build_attributes(cfg: DictConfig, num_x: int, num_y: int) -> AttributeMixture:
@@ -93,16 +140,24 @@ def save_member(path: str | Path, cfg: DictConfig, model: ConfoundedAttributesMo
     })
 
 
-def load_member(path: str | Path, device: str | torch.device = "cpu") -> ConfoundedAttributesModel:
-    """Rebuild a fitted confounded-attributes member (and its shared image model) from its checkpoint."""
+def load_member(
+    path: str | Path, device: str | torch.device = "cpu", expect: DictConfig | dict | None = None
+) -> ConfoundedAttributesModel:
+    """Rebuild a fitted confounded-attributes member (and its shared image model) from its checkpoint.
+
+    With ``expect`` (a config), a checkpoint fitted with another K, diagram, y-parameterization or image shape
+    is refused with one line naming what differs.
+    """
     payload = load_checkpoint(path, kind="member")
+    if expect is not None:
+        check_config_matches(path, payload["config"], _plain(expect), keys=MEMBER_KEYS, what="member checkpoint")
     cfg = OmegaConf.create(payload["config"])
     image_payload = load_checkpoint(payload["image_model_path"], kind="image_model")
     if image_payload["key"] != payload["image_model_key"]:
         raise ValueError(f"{payload['image_model_path']} is not the image model this member was fitted with")
     num_x, num_y, image_shape = payload["num_x"], payload["num_y"], tuple(payload["image_shape"])
     image_model = build_image_model(cfg, num_x, num_y, image_shape)
-    image_model.load_state_dict(image_payload["state_dict"])
+    load_state(image_model, image_payload["state_dict"], payload["image_model_path"])
     attributes = build_attributes(cfg, num_x, num_y)
-    attributes.load_state_dict(payload["attributes"])
+    load_state(attributes, payload["attributes"], path)
     return ConfoundedAttributesModel(attributes, image_model).to(device).eval()
