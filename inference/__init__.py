@@ -8,6 +8,7 @@ from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response
 from .intervene import intervene, sample_conditional, sample_observational
 from .train import fit, fit_svi, resolve_device, seed_everything, to_float_images
+from .loglik import attribute_loglik, iwae_image_loglik, table_loglik
 
 __all__ = [
     "AmortizedGuide",
@@ -28,4 +29,7 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "to_float_images",
+    "attribute_loglik",
+    "iwae_image_loglik",
+    "table_loglik",
 ]
