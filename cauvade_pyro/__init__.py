@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "cauvade_pyro.inference": (
-        "AmortizedGuide", "GammaEntropyELBO", "fit", "fit_attribute_member", "fit_image_model", "intervene",
+        "AmortizedGuide", "GammaEntropyELBO", "fit_diagram", "fit_attribute_member", "fit_image_model", "intervene",
         "load_checkpoint", "sample_conditional", "sample_observational", "save_checkpoint",
     ),
     "cauvade_pyro.models": (

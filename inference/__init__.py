@@ -7,14 +7,14 @@ from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
 from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response
 from .intervene import intervene, sample_conditional, sample_observational
-from .train import fit, fit_svi, resolve_device, seed_everything, to_float_images
+from .train import fit_diagram, fit_svi, resolve_device, seed_everything, to_float_images
 from .loglik import attribute_loglik, iwae_image_loglik, table_loglik
 
 __all__ = [
     "AmortizedGuide",
     "FORMAT_VERSION",
     "GammaEntropyELBO",
-    "fit",
+    "fit_diagram",
     "fit_attribute_member",
     "fit_image_model",
     "fit_svi",

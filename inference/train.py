@@ -234,7 +234,7 @@ def fit_svi(
     return losses
 
 
-def fit(
+def fit_diagram(
     model: Callable,
     data: Mapping[str, torch.Tensor],
     *,

@@ -11,7 +11,9 @@ CHECK = (
     "import cauvade_pyro, cauvade_pyro.models as m, cauvade_pyro.inference as i, pathlib; "
     "assert pathlib.Path(m.__file__).parent.name == 'models', m.__file__; "
     "assert pathlib.Path(i.__file__).parent.name == 'inference', i.__file__; "
-    "from cauvade_pyro import confounder, intervene, GammaEntropyELBO, fit; print('ok')"
+    "import cauvade_pyro.fit; "  # the Hydra app module must not shadow a public function of the same name
+    "from cauvade_pyro import confounder, intervene, GammaEntropyELBO, fit_diagram; "
+    "assert callable(fit_diagram) and not isinstance(fit_diagram, type(pathlib)); print('ok')"
 )
 
 
