@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from cauvade_pyro.config import ConfigError, validate_config
+from cauvade_pyro.config import ConfigError, check_overrides, validate_config
 
 # The numerical stack (torch, Pyro, torchvision) is imported by the functions that use it, after the config
 # has been checked: `--help` and a mistyped value answer in a second instead of after ~10 s of imports.
@@ -201,54 +201,6 @@ def main(cfg: DictConfig) -> None:
     except FloatingPointError as error:
         print(f"cauvade_pyro.fit: stopped: {error}", file=sys.stderr)
         sys.exit(3)
-
-
-def check_overrides(argv: list[str]) -> None:
-    """Unknown keys in command-line overrides → one-line :class:`ConfigError` (Hydra's own answer is 5+ lines).
-
-    Composes the config with the given group choices (the first value of a sweep) and looks every plain
-    ``key=value`` override up in it; ``+key``, ``++key``, ``~key`` and ``hydra.*`` are left to Hydra.
-    """
-    overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg]
-    if not overrides:
-        return
-    from hydra import compose, initialize_config_module
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as error:
-        raise ConfigError(str(error).strip().splitlines()[0]) from None
-    groups = {p.name for p in (Path(__file__).parent / "conf").iterdir() if p.is_dir()}
-    choices, plain = [], []
-    for override in parsed:
-        key = override.key_or_group
-        if override.type is not OverrideType.CHANGE or override.package or key.startswith("hydra"):
-            continue
-        if key in groups:
-            value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else override.value()
-            choices.append(f"{key}={value}")
-        else:
-            plain.append(key)
-    if not plain and not choices:
-        return
-    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
-        try:
-            cfg = compose(config_name="config", overrides=choices)
-        except Exception as error:  # e.g. an unknown group option: keep Hydra's words, drop its search path
-            text = str(error).split("Config search path")[0]
-            raise ConfigError(" ".join(text.split())) from None
-    missing = object()
-    for key in plain:
-        if OmegaConf.select(cfg, key, default=missing) is missing:
-            parent = key.rpartition(".")[0]
-            while parent and not isinstance(OmegaConf.select(cfg, parent, default=None), DictConfig):
-                parent = parent.rpartition(".")[0]
-            node = OmegaConf.select(cfg, parent) if parent else cfg
-            known = ", ".join(k for k in node.keys() if k != "hydra")
-            raise ConfigError(f"unknown config key {key!r}; the keys of {parent or 'the top level'} are: {known} "
-                              f"(to add a key on purpose, write +{key}=...)")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from cauvade_pyro.config import ConfigError, validate_config
-from cauvade_pyro.fit import check_overrides
+from cauvade_pyro.config import ConfigError, check_overrides, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 

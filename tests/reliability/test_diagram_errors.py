@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.nn.functional import one_hot
 
-from cauvade_pyro import confounder, fit, intervene
+from cauvade_pyro.inference import fit_diagram, intervene
+from cauvade_pyro.models import confounder
 
 K, NX, NY, PIXELS = 3, 2, 3, 4
 DECODER = torch.nn.Linear(NX + NY + K, 3 * PIXELS * PIXELS)
@@ -47,18 +48,18 @@ def make_model(with_confounder=True, decoder_takes_c=False):
 
 
 def test_a_correct_diagram_fits():
-    _, losses = fit(make_model(), _data(), steps=2, batch_size=None, progress=False)
+    _, losses = fit_diagram(make_model(), _data(), steps=2, batch_size=None, progress=False)
     assert len(losses) == 2
 
 
 def test_no_confounder_site_is_explained_before_training():
     with pytest.raises(ValueError, match=r"no confounder site \(its sample sites are \['c', 'image', 'x', 'y'\]\)"):
-        fit(make_model(with_confounder=False), _data(), steps=2, progress=False)
+        fit_diagram(make_model(with_confounder=False), _data(), steps=2, progress=False)
 
 
 def test_decoder_that_receives_c_is_named():
     with pytest.raises(ValueError, match="site 'image' .* depends on the confounder 'c': the decoder must not take 'c'"):
-        fit(make_model(decoder_takes_c=True), _data(), steps=2, progress=False)
+        fit_diagram(make_model(decoder_takes_c=True), _data(), steps=2, progress=False)
 
 
 def test_decoder_that_breaks_under_enumeration_gets_the_likely_cause():
@@ -70,7 +71,7 @@ def test_decoder_that_breaks_under_enumeration_gets_the_likely_cause():
             pyro.sample("image", dist.Bernoulli(logits=cond.sum(-1)), obs=data["y"].float())
 
     with pytest.raises(ValueError, match="fails when its confounder is enumerated .* the image decoder must not take c"):
-        fit(model, _data(), steps=2, progress=False)
+        fit_diagram(model, _data(), steps=2, progress=False)
 
 
 @pytest.mark.parametrize("site", ["image"])
