@@ -140,6 +140,8 @@ def compare_table(members: Mapping[str, Any], ic: str = "loo", var_name: str | N
     if var_name is not None:
         kwargs["var_name"] = var_name
     with warnings.catch_warnings():
+        # stacking weights over-/underflow when elpds differ by thousands of nats (e.g. with the image term)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="arviz")
         if all(point.values()):
             warnings.filterwarnings("ignore", message=".*[Pp]areto.*")
             warnings.filterwarnings("ignore", message=".*shape parameter.*")
