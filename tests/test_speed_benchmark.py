@@ -1,0 +1,26 @@
+"""Smoke check of benchmarks/speed.py: its hand-written loss is the CauVaDE objective, and its steps run."""
+
+import pytest
+import torch
+
+from benchmarks.speed import check_same_objective, full_model, hand_attribute_loss, interleave, random_batch, step_variants
+from cauvade_pyro.inference import GammaEntropyELBO
+from cauvade_pyro.models import AttributeMixture
+
+
+@pytest.mark.parametrize("net", ["conv", "mlp"])
+def test_hand_loss_equals_pyro_loss(net):
+    model = full_model(net, 3, torch.device("cpu"))
+    batch = random_batch(8, torch.device("cpu"), torch.Generator().manual_seed(0))
+    check = check_same_objective(model, batch, gamma=1.5)
+    assert check["rel_diff"] < 1e-5, check
+    times = interleave(step_variants(model, batch, gamma=1.5), rounds=1, warmup=0, device=torch.device("cpu"))
+    assert set(times) == {"svi", "svi_novalidate", "pyro_loss", "hand"}
+
+
+def test_hand_attribute_loss_equals_pyro_loss():
+    mixture = AttributeMixture(5, 3, 6)
+    mixture.reset_parameters(torch.Generator().manual_seed(1))
+    x, y = torch.tensor([0, 1, 2, 2]), torch.tensor([5, 0, 3, 3])
+    pyro_loss = GammaEntropyELBO(gamma=-2.0).differentiable_loss(mixture.model, mixture.guide, {"x": x, "y": y})
+    assert torch.allclose(pyro_loss, hand_attribute_loss(mixture, x, y, -2.0), rtol=1e-5)
