@@ -37,7 +37,7 @@ from pyro import poutine
 from torch import nn
 from torch.nn.functional import one_hot
 
-from .nets import GaussianHead, make_decoder, make_encoder
+from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, make_encoder
 from .primitives import DATA_PLATE, confounder, data_size
 
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
@@ -86,10 +86,7 @@ class AttributeMixture(nn.Module):
             return self.y_x[x] + self.y_c[c]
         if self.y_given_xc == "table":
             return self.y_table[c, x]
-        batch_shape = torch.broadcast_shapes(x.shape, c.shape)
-        x_hot = one_hot(x, self.num_x).expand(batch_shape + (self.num_x,))
-        c_hot = one_hot(c, self.num_clusters).expand(batch_shape + (self.num_clusters,))
-        return self.y_net(torch.cat([x_hot, c_hot], -1).to(self.pi_logits.dtype))
+        return self.y_net(concat_vectors(one_hot(x, self.num_x), one_hot(c, self.num_clusters)).to(self.pi_logits.dtype))
 
     def sample_attributes(self, data: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The sites c, x, y; call inside the data plate."""
@@ -184,18 +181,11 @@ class ConditionalImageModel(nn.Module):
     def condition(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The decoder's condition vector [onehot(x), onehot(y)] (x and y broadcast)."""
         dtype = self.head.net[0].weight.dtype
-        x_hot, y_hot = one_hot(x, self.num_x).to(dtype), one_hot(y, self.num_y).to(dtype)
-        batch_shape = torch.broadcast_shapes(x_hot.shape[:-1], y_hot.shape[:-1])
-        return torch.cat([x_hot.expand(batch_shape + x_hot.shape[-1:]), y_hot.expand(batch_shape + y_hot.shape[-1:])], -1)
+        return concat_vectors(one_hot(x, self.num_x).to(dtype), one_hot(y, self.num_y).to(dtype))
 
     def image_dist(self, logits: torch.Tensor) -> dist.Distribution:
-        if self.likelihood == "bernoulli":
-            base = dist.Bernoulli(logits=logits, validate_args=False)
-        elif self.likelihood == "continuous_bernoulli":
-            base = dist.ContinuousBernoulli(logits=logits, validate_args=False)
-        else:
-            base = dist.Normal(torch.sigmoid(logits), self.log_pixel_scale.exp(), validate_args=False)
-        return base.to_event(3)
+        pixel_scale = self.log_pixel_scale.exp() if self.likelihood == "gaussian" else 0.1
+        return image_likelihood(self.likelihood, logits, pixel_scale)
 
     def image_mean(self, logits: torch.Tensor) -> torch.Tensor:
         """The image shown for a decoded code: the pixel probabilities (the mean of the Bernoulli)."""

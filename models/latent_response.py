@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.functional import one_hot
 
 from .confounded_attributes import LIKELIHOODS
-from .nets import GaussianHead, make_decoder, make_encoder
+from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, make_encoder
 from .primitives import DATA_PLATE, confounder, data_size
 
 
@@ -71,16 +71,7 @@ class LatentResponseModel(nn.Module):
         self.head = GaussianHead(self.encoder.out_dim + num_x, r_dim + eps_dim)
 
     def _condition(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        x_hot = one_hot(x, self.num_x).to(r.dtype)
-        batch_shape = torch.broadcast_shapes(x_hot.shape[:-1], r.shape[:-1])
-        return torch.cat([x_hot.expand(batch_shape + x_hot.shape[-1:]), r.expand(batch_shape + r.shape[-1:])], -1)
-
-    def _image_dist(self, logits: torch.Tensor) -> dist.Distribution:
-        if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=logits, validate_args=False).to_event(3)
-        if self.likelihood == "continuous_bernoulli":
-            return dist.ContinuousBernoulli(logits=logits, validate_args=False).to_event(3)
-        return dist.Normal(torch.sigmoid(logits), 0.1, validate_args=False).to_event(3)
+        return concat_vectors(one_hot(x, self.num_x).to(r.dtype), r)
 
     def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
         data = data or {}
@@ -99,7 +90,7 @@ class LatentResponseModel(nn.Module):
             logits = self.decoder(self._condition(x, r), eps)
             if data.get("image") is None:
                 pyro.deterministic("image_mean", torch.sigmoid(logits), event_dim=3)
-            return pyro.sample("image", self._image_dist(logits), obs=data.get("image"))
+            return pyro.sample("image", image_likelihood(self.likelihood, logits), obs=data.get("image"))
 
     def encode(self, image: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of q([r, ε] | image, x)."""

@@ -17,6 +17,7 @@ torch.Size([2, 3, 28, 28])
 
 from __future__ import annotations
 
+import pyro.distributions as dist
 import torch
 from torch import nn
 
@@ -38,10 +39,27 @@ class FiLM(nn.Module):
         return h * (1 + scale.view(view)) + shift.view(view)
 
 
-def _broadcast_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Broadcast the batch dims of two vectors (enumeration may add leading dims to one of them)."""
-    batch_shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    return a.expand(batch_shape + a.shape[-1:]), b.expand(batch_shape + b.shape[-1:])
+def broadcast_vectors(*vectors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Broadcast the batch dims of vectors of different sizes (enumeration may add leading dims to some)."""
+    batch_shape = torch.broadcast_shapes(*(v.shape[:-1] for v in vectors))
+    return tuple(v.expand(batch_shape + v.shape[-1:]) for v in vectors)
+
+
+def concat_vectors(*vectors: torch.Tensor) -> torch.Tensor:
+    """Concatenate vectors along the last dim after broadcasting their batch dims."""
+    return torch.cat(broadcast_vectors(*vectors), -1)
+
+
+def image_likelihood(kind: str, logits: torch.Tensor, pixel_scale: torch.Tensor | float = 0.1):
+    """The image distribution over (C, H, W) for decoder ``logits``: Bernoulli, continuous Bernoulli, or a
+    Gaussian with mean sigmoid(logits) and standard deviation ``pixel_scale``."""
+    if kind == "bernoulli":
+        base = dist.Bernoulli(logits=logits, validate_args=False)
+    elif kind == "continuous_bernoulli":
+        base = dist.ContinuousBernoulli(logits=logits, validate_args=False)
+    else:
+        base = dist.Normal(torch.sigmoid(logits), pixel_scale, validate_args=False)
+    return base.to_event(3)
 
 
 def _flatten_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Size]:
@@ -66,7 +84,7 @@ class ConvDecoder(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, cond: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        cond, eps = _broadcast_pair(cond, eps)
+        cond, eps = broadcast_vectors(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
         h = self.stem(torch.cat([cond, eps], -1)).view(-1, self.hidden, 7, 7)
         h = self.act(self._modulate(self.film0, h, cond))
@@ -94,7 +112,7 @@ class MLPDecoder(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, cond: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        cond, eps = _broadcast_pair(cond, eps)
+        cond, eps = broadcast_vectors(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
         h = self.act(self.film1(self.fc1(torch.cat([cond, eps], -1)), cond))
         h = self.act(self.film2(self.fc2(h), cond))
