@@ -2,6 +2,7 @@
 guides, training loops, family fitting, initialisation, checkpoints and interventional sampling."""
 
 from .checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from .counts import cell_counts, count_objective, fit_attribute_counts, fit_directed_member, mean_nll, oracle_mixture
 from .elbo import GammaEntropyELBO
 from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
 from .guides import AmortizedGuide, latent_sites
@@ -14,6 +15,12 @@ __all__ = [
     "AmortizedGuide",
     "FORMAT_VERSION",
     "GammaEntropyELBO",
+    "cell_counts",
+    "count_objective",
+    "fit_attribute_counts",
+    "fit_directed_member",
+    "mean_nll",
+    "oracle_mixture",
     "fit_diagram",
     "fit_attribute_member",
     "fit_image_model",
