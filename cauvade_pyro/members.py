@@ -75,11 +75,22 @@ def build_image_model(cfg: DictConfig, num_x: int, num_y: int, image_shape) -> C
     )
 
 
-def shared_image_model(cfg: DictConfig, dataset, device: torch.device, progress: bool = True):
-    """Load the cached shared image model for ``cfg``, or train and cache it. Returns ``(model, path, trained)``."""
+def shared_image_model(
+    cfg: DictConfig, dataset, device: torch.device, progress: bool = True, condition_on_y: bool = True
+):
+    """Load the cached shared image model for ``cfg``, or train and cache it. Returns ``(model, path, trained)``.
+
+    ``condition_on_y=False`` gives the non-causal baseline instead: a conditional VAE of p(image | x) with the
+    same nets and training budget (its decoder sees x only, so the hue goes into ε and keeps the observational
+    association with x), cached as ``cvae-<key>.pt``.
+    """
     key = image_model_key(cfg)
-    path = Path(cfg.cache_dir) / "image_models" / f"image-{key}.pt"
-    model = build_image_model(cfg, dataset.num_classes, dataset.num_hue_bins, dataset.image_shape).to(device)
+    prefix = "image"
+    num_y = dataset.num_hue_bins
+    if not condition_on_y:
+        key, prefix, num_y = hashlib.sha1(f"{key}-x-only".encode()).hexdigest()[:16], "cvae", 1
+    path = Path(cfg.cache_dir) / "image_models" / f"{prefix}-{key}.pt"
+    model = build_image_model(cfg, dataset.num_classes, num_y, dataset.image_shape).to(device)
     if path.is_file():
         payload = load_checkpoint(path, kind="image_model")
         load_state(model, payload["state_dict"], path)
@@ -91,6 +102,8 @@ def shared_image_model(cfg: DictConfig, dataset, device: torch.device, progress:
     if resume_from is not None:
         log.info("resuming the shared image model from %s", partial)
     train = {k: dataset.train[k].to(device) for k in ("x", "y", "image")}
+    if not condition_on_y:
+        train["y"] = torch.zeros_like(train["y"])
     inference = cfg.inference
     fit_image_model(
         model, train, epochs=int(inference.image_epochs), batch_size=int(inference.batch_size),

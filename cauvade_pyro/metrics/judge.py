@@ -9,6 +9,9 @@ Trained on freshly rendered real images with classes and hue bins drawn uniforml
 Gaussian blur :math:`\sigma \sim \mathrm{Uniform}[0, 1.5]` per batch, because VAE outputs are blurry and a judge
 trained on sharp images reads them at chance (§7). Cached on disk keyed by a hash of the dataset's generating
 parameters, the seed and the judge settings.
+
+The same recipe with ``max_blur_sigma=0`` and ``prefix="features"`` trains the FID feature network
+(:func:`cauvade_pyro.metrics.fid.train_feature_net`): there the blur is left out because FID must see it.
 """
 
 from __future__ import annotations
@@ -121,8 +124,16 @@ def _dataset_params(dataset: JudgeableDataset) -> dict[str, Any]:
     return dict(params)
 
 
-def judge_cache_key(dataset: JudgeableDataset, seed: int = 0, num_images: int = 8000, epochs: int = 3) -> str:
+def judge_cache_key(
+    dataset: JudgeableDataset,
+    seed: int = 0,
+    num_images: int = 8000,
+    epochs: int = 3,
+    max_blur_sigma: float = MAX_BLUR_SIGMA,
+) -> str:
     """Hash of everything that determines a trained judge: data-generating parameters, seed, settings.
+
+    The default ``max_blur_sigma`` gives the same keys as before it became a parameter.
 
     >>> from cauvade_pyro.datasets import ConfoundedShapes
     >>> len(judge_cache_key(ConfoundedShapes(num_train=2, num_test=2)))
@@ -134,7 +145,7 @@ def judge_cache_key(dataset: JudgeableDataset, seed: int = 0, num_images: int = 
         "num_images": num_images,
         "epochs": epochs,
         "judge_version": JUDGE_VERSION,
-        "max_blur_sigma": MAX_BLUR_SIGMA,
+        "max_blur_sigma": float(max_blur_sigma),
         "batch_size": _BATCH_SIZE,
         "learning_rate": _LEARNING_RATE,
     }
@@ -158,16 +169,23 @@ def train_judge(
     epochs: int = 3,
     device: str | torch.device = "cpu",
     cache_dir: str | os.PathLike[str] | None = None,
+    max_blur_sigma: float = MAX_BLUR_SIGMA,
+    prefix: str = "judge",
 ) -> AttributeJudge:
     """Train (or load from ``cache_dir``) an :class:`AttributeJudge` on freshly rendered, randomly blurred images.
 
     The images come from the judge's own generator seeded with ``seed``, independent of ``dataset.train``.
-    With ``cache_dir``, the weights live in ``cache_dir/judge-<key>.pt`` (``state_dict`` only).
+    Each batch is blurred with σ ~ Uniform[0, ``max_blur_sigma``] px (``max_blur_sigma=0``: never blurred).
+    With ``cache_dir``, the weights live in ``cache_dir/<prefix>-<key>.pt`` (``state_dict`` only).
     """
     if num_images < _BATCH_SIZE:
         raise ValueError(f"num_images: must be >= {_BATCH_SIZE}, got {num_images!r}")
     if epochs < 1:
         raise ValueError(f"epochs: must be >= 1, got {epochs!r}")
+    if not max_blur_sigma >= 0:
+        raise ValueError(f"max_blur_sigma: must be >= 0, got {max_blur_sigma!r}")
+    if not prefix or not prefix.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"prefix: must be a non-empty name of letters, digits, '-' and '_', got {prefix!r}")
     channels, height, width = dataset.image_shape
     if height != width:
         raise ValueError(f"dataset: the judge expects square images, got {dataset.image_shape}")
@@ -180,7 +198,8 @@ def train_judge(
 
     cache_path = None
     if cache_dir is not None:
-        cache_path = Path(cache_dir) / f"judge-{judge_cache_key(dataset, seed, num_images, epochs)}.pt"
+        key = judge_cache_key(dataset, seed, num_images, epochs, max_blur_sigma)
+        cache_path = Path(cache_dir) / f"{prefix}-{key}.pt"
         if cache_path.exists():
             judge.load_state_dict(torch.load(cache_path, map_location=device, weights_only=True))
             judge.eval()
@@ -194,13 +213,13 @@ def train_judge(
         optimizer, max_lr=_LEARNING_RATE, total_steps=epochs * steps_per_epoch
     )
     judge.train()
-    progress = tqdm(total=epochs * steps_per_epoch, desc="judge", leave=False, disable=None)
+    progress = tqdm(total=epochs * steps_per_epoch, desc=prefix, leave=False, disable=None)
     for _ in range(epochs):
         order = torch.randperm(num_images, generator=generator)
         for step in range(steps_per_epoch):
             index = order[step * _BATCH_SIZE : (step + 1) * _BATCH_SIZE]
-            # One blur level per batch: cheap, and over the epoch it covers σ ∈ [0, MAX_BLUR_SIGMA].
-            sigma = MAX_BLUR_SIGMA * float(torch.rand((), generator=generator))
+            # One blur level per batch: cheap, and over the epoch it covers σ ∈ [0, max_blur_sigma].
+            sigma = max_blur_sigma * float(torch.rand((), generator=generator))
             batch = random_blur(images[index], sigma).to(device)
             class_logits, hue_logits = judge(batch)
             loss = F.cross_entropy(class_logits, classes[index].to(device)) + F.cross_entropy(

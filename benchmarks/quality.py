@@ -1,0 +1,605 @@
+r"""Quality benchmark: a γ × seed family, directed members and baselines against the unconfounded reference.
+
+    python -m benchmarks.quality --dataset fashion_mnist        # Colored Fashion-MNIST, binary X (tops/footwear)
+    python -m benchmarks.quality --dataset shapes               # the procedural shapes
+    python -m benchmarks.quality --quick                        # small shapes run (what the tests run)
+    python -m benchmarks.quality --dataset mnist dataset.x_form=classes   # Hydra overrides of the fit config
+
+One shared image model p(image | x, y) (DESIGN.md §2) serves every attribute-level member:
+
+- **γ-family**: for each γ in ``--gammas`` and seed in ``--seeds``, the attribute mixture minimising
+  Σ_xy N_xy(−log p(x, y) + γ H[p(c | x, y)]) from the seed's random init (γ < 0 diffuse, γ > 0 sharp clusters);
+- **directed members**: for each (x, hue-bin) cell, max and min of P(y | do(x)) with the mean NLL within
+  ``--directed-tolerance`` nats of the best fit (a ``y_given_xc=table`` mixture, warm-started from a γ = 0 fit);
+- **baselines**: a conditional VAE of p(image | x) with the same nets and budget (non-causal), CauVaDE at γ = 0
+  (a member of the family), and the oracle: the same mixture fitted with U observed.
+
+Every model's do(x) images (``intervene`` on the member; cVAE: samples of p(image | x)) are compared per x with
+images of the unconfounded reference (U ~ P(U), Y ~ P(Y | x, U)) by FID in the features of a domain network
+trained on sharp real images (never in a training loss), with the same number of images for every model. The
+hue of generated images is read by the blur-robust judge (also never in a loss). Family metrics: coverage of the
+true P(y | do(x)) by [min, max] over members, span = (max − min) / (sharp upper − lower bound), per cell and mean.
+
+Writes ``<out>/<name>.json`` and the plots ``<name>_p_do_vs_gamma.png``, ``<name>_fid_vs_gamma.png`` and
+``<name>_samples.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+QUICK_OVERRIDES = [
+    "dataset=shapes", "dataset.num_train=3000", "dataset.num_test=600", "dataset.num_classes=2",
+    "inference.image_epochs=2", "eval.judge_images=2000", "eval.judge_epochs=2",
+]
+# Fashion-MNIST and MNIST have more within-class variation than the shapes: a larger ε (DESIGN.md §7 used 8).
+DATASET_OVERRIDES = {"fashion_mnist": ["model.image.eps_dim=8"], "mnist": ["model.image.eps_dim=8"]}
+FIT_TOLERANCE = 0.005  # nats per datapoint: "fits about equally well" for the fit target
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the fit config, e.g. dataset.x_form=classes")
+    parser.add_argument("--dataset", default=None, help="shapes | fashion_mnist | mnist (default: shapes)")
+    parser.add_argument("--quick", action="store_true", help="small shapes run, about a minute on 2 cores")
+    parser.add_argument("--gammas", default=None, help="comma-separated γ grid (default -4,-2,-1,0,1,2,4,8; --quick -2,-1,0,1,2,4)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated initialisation seeds")
+    parser.add_argument("--num-samples", type=int, default=None, help="generated and reference images per x "
+                        "(default 1000; --quick 150)")
+    parser.add_argument("--directed-tolerance", type=float, default=0.001, help="nats per datapoint")
+    parser.add_argument("--directed-steps", type=int, default=None, help="default 1500; --quick 300")
+    parser.add_argument("--no-directed", action="store_true", help="skip the directed members")
+    parser.add_argument("--feature-seed", type=int, default=1, help="seed of the FID feature network")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and the plots")
+    parser.add_argument("--name", default=None, help="file stem (default: the dataset, plus _classes or quick_)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.gammas = args.gammas or ("-2,-1,0,1,2,4" if args.quick else "-4,-2,-1,0,1,2,4,8")
+    try:
+        args.gamma_grid = [float(g) for g in args.gammas.split(",")]
+        args.seed_list = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--gammas / --seeds: comma-separated numbers expected, got {args.gammas!r} / {args.seeds!r}")
+    if not all(math.isfinite(g) for g in args.gamma_grid):
+        parser.error("--gammas: every γ must be finite")
+    if args.quick and args.dataset not in (None, "shapes"):
+        parser.error("--quick runs the shapes; drop --dataset or use --dataset shapes")
+    args.num_samples = args.num_samples or (150 if args.quick else 1000)
+    args.directed_steps = args.directed_steps or (300 if args.quick else 1500)
+    return args
+
+
+def compose_config(args: argparse.Namespace):
+    from hydra import compose, initialize_config_module
+
+    from cauvade_pyro.config import check_overrides, validate_config
+
+    dataset = args.dataset or "shapes"
+    overrides = [f"dataset={dataset}", *DATASET_OVERRIDES.get(dataset, [])]
+    if args.quick:
+        overrides += QUICK_OVERRIDES
+    overrides += list(args.overrides)
+    check_overrides(overrides)
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    validate_config(cfg)
+    return cfg
+
+
+def result_name(args, cfg) -> str:
+    if args.name:
+        return args.name
+    name = str(cfg.dataset.name)
+    if cfg.dataset.get("x_form", "binary") == "classes":
+        name += "_classes"
+    return f"quick_{name}" if args.quick else name
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+class Evaluator:
+    """Per-x FID, hue read-out, W1 and diversity of generated do(x) images against the reference images."""
+
+    def __init__(self, dataset, judge, feature_net, num_samples: int):
+        import torch
+
+        from cauvade_pyro.metrics import bow_graph_bounds, frechet_distance
+
+        self.dataset, self.judge, self.features, self.n = dataset, judge, feature_net, num_samples
+        self.scm = dataset.scm
+        self.positions = self.scm.bin_centres()
+        self.truth = self.scm.interventional_y().float()
+        self.observational = self.scm.observational_y_given_x().float()
+        self.lower, self.upper = bow_graph_bounds(self.scm.joint_xy())
+        self.reference = {}
+        floor = []
+        for x in range(dataset.num_classes):
+            first = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
+            second = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(20_000 + x))
+            self.reference[x] = first["image"].float().div(255)
+            floor.append(frechet_distance(feature_net, self.reference[x], second["image"].float().div(255)))
+        # Two independent reference sets of the same size: the FID a perfect generator would get.
+        self.fid_floor = floor
+
+    def images(self, x: int, images, sampled_y=None) -> dict:
+        import torch
+
+        from cauvade_pyro.metrics import (
+            circular_w1,
+            diversity,
+            frechet_distance,
+            hue_histogram,
+        )
+
+        class_pred, hue_pred = self.judge.predict(images)
+        p_images = hue_histogram(hue_pred, self.dataset.num_hue_bins)
+        with torch.no_grad():
+            feats = self.features(images.to(next(self.features.parameters()).device))
+        row = {
+            "fid": frechet_distance(self.features, self.reference[x], images),
+            "p_do_from_images": _round(p_images),
+            "w1_images_to_truth": circular_w1(p_images, self.truth[x], self.positions),
+            "do_class_accuracy": float((class_pred == x).float().mean()),
+            **diversity(hue_pred, self.dataset.num_hue_bins, feats),
+        }
+        if sampled_y is not None:
+            p_sampled = hue_histogram(sampled_y.cpu(), self.dataset.num_hue_bins)
+            row["w1_sampled_to_truth"] = circular_w1(p_sampled, self.truth[x], self.positions)
+        return row
+
+
+def attribute_summary(mixture, train_counts, test_counts, truth, positions) -> dict:
+    import torch
+    from cauvade_pyro.inference import mean_nll
+
+    from cauvade_pyro.metrics import circular_w1
+
+    with torch.no_grad():
+        p_do = mixture.interventional_y().cpu().double()
+        log_joint = mixture.log_joint_table()
+        log_post = log_joint - log_joint.logsumexp(0)
+        entropy = -(log_post.exp() * log_post).sum(0)
+        mean_entropy = float((test_counts * entropy).sum() / test_counts.sum())
+        return {
+            "p_do": _round(p_do),
+            "train_nll": float(mean_nll(mixture, train_counts)),
+            "heldout_log_p_xy": -float(mean_nll(mixture, test_counts)),
+            "posterior_entropy": mean_entropy,
+            "w1_model_to_truth": [circular_w1(p_do[x] / p_do[x].sum(), truth[x], positions)
+                                  for x in range(p_do.shape[0])],
+        }
+
+
+def evaluate_member(evaluator, mixture, image_model, seed: int) -> list[dict]:
+    """do(x) images of one attribute member through the library's ``intervene`` (pyro.poutine.do)."""
+    from cauvade_pyro.inference import intervene, seed_everything
+    from cauvade_pyro.models import ConfoundedAttributesModel
+
+    model = ConfoundedAttributesModel(mixture, image_model).eval()
+    seed_everything(seed)
+    rows = []
+    for x in range(evaluator.dataset.num_classes):
+        draws = intervene(model.model, {"x": x}, evaluator.n)
+        rows.append(evaluator.images(x, draws["image_mean"].cpu(), draws["y"]))
+    return rows
+
+
+def evaluate_cvae(evaluator, cvae, seed: int) -> list[dict]:
+    """Samples of the non-causal p(image | x): the cVAE's decoder sees x only (its y is the constant 0)."""
+    import torch
+    from cauvade_pyro.inference import seed_everything
+
+    seed_everything(seed)
+    rows = []
+    device = next(cvae.parameters()).device
+    for x in range(evaluator.dataset.num_classes):
+        xs = torch.full((evaluator.n,), x, dtype=torch.long, device=device)
+        eps = torch.randn(evaluator.n, cvae.eps_dim, device=device)
+        with torch.no_grad():
+            images = cvae.decode(xs, torch.zeros_like(xs), eps).cpu()
+        rows.append(evaluator.images(x, images))
+    return rows
+
+
+def cvae_effectiveness(cvae, judge, test: dict, max_images: int = 1000) -> dict:
+    """x-flip of held-out codes for the cVAE (it has no y condition to flip)."""
+    import torch
+    from cauvade_pyro.inference import to_float_images
+
+    batch = to_float_images({k: v[:max_images] for k, v in test.items() if k in ("x", "image")})
+    x = batch["x"]
+    zeros = torch.zeros_like(x)
+    with torch.no_grad():
+        eps, _ = cvae.encode(batch["image"], x, zeros)
+        new_x = (x + torch.randint_like(x, 1, cvae.num_x)) % cvae.num_x
+        shape_after, _ = judge.predict(cvae.decode(new_x, zeros, eps))
+    return {"x_flip_follows": float((shape_after == new_x.cpu()).float().mean())}
+
+
+def per_x_mean(rows: list[dict], key: str) -> float:
+    return sum(row[key] for row in rows) / len(rows)
+
+
+# ----------------------------------------------------------------------------------------------- the run
+def run(args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    cfg = compose_config(args)
+    import torch
+    from cauvade_pyro.inference import (
+        cell_counts,
+        fit_attribute_counts,
+        fit_directed_member,
+        mean_nll,
+        oracle_mixture,
+        resolve_device,
+        seed_everything,
+    )
+    from cauvade_pyro.models import AttributeMixture
+    from tqdm.auto import tqdm
+
+    from cauvade_pyro.datasets import make_dataset
+    from cauvade_pyro.evaluate import effectiveness
+    from cauvade_pyro.members import build_attributes, shared_image_model
+    from cauvade_pyro.metrics import (
+        circular_w1,
+        coverage,
+        span,
+        train_feature_net,
+        train_judge,
+    )
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    device = resolve_device(str(cfg.device))
+    seed_everything(int(cfg.seed))
+    from omegaconf import OmegaConf
+
+    params = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "name"}
+    dataset = make_dataset(str(cfg.dataset.name), **params)
+    timings = {}
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.perf_counter() - since, 1)
+        return time.perf_counter()
+
+    now = time.perf_counter()
+    judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=int(cfg.eval.judge_images),
+                        epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
+    feature_net = train_feature_net(dataset, seed=args.feature_seed, num_images=int(cfg.eval.judge_images),
+                                    epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
+    now = lap("judge_and_feature_net", now)
+    image_model, image_path, _ = shared_image_model(cfg, dataset, device, progress=progress)
+    now = lap("image_model", now)
+    cvae, cvae_path, _ = shared_image_model(cfg, dataset, device, progress=progress, condition_on_y=False)
+    now = lap("cvae", now)
+
+    num_x, num_y = dataset.num_classes, dataset.num_hue_bins
+    train_counts = cell_counts(dataset.train["x"], dataset.train["y"], num_x, num_y)
+    test_counts = cell_counts(dataset.test["x"], dataset.test["y"], num_x, num_y)
+    evaluator = Evaluator(dataset, judge, feature_net, args.num_samples)
+    truth, positions = evaluator.truth.double(), evaluator.positions
+    fit_options = {"steps": int(cfg.inference.attribute_steps), "lr": float(cfg.inference.attribute_lr),
+                   "init_scale": float(cfg.inference.init_scale), "clip_norm": float(cfg.inference.clip_norm)}
+
+    # γ × seed family ------------------------------------------------------------------------------------
+    members, tables, mixtures = [], [], {}
+    grid = [(g, s) for g in args.gamma_grid for s in args.seed_list]
+    for index, (gamma, seed) in enumerate(tqdm(grid, desc="γ-family", disable=not progress)):
+        mixture = build_attributes(cfg, num_x, num_y).to(device)
+        fit_attribute_counts(mixture, train_counts, gamma=gamma, seed=seed, progress=False, **fit_options)
+        summary = attribute_summary(mixture, train_counts, test_counts, truth, positions)
+        rows = evaluate_member(evaluator, mixture, image_model, seed=1000 + index)
+        members.append({"kind": "gamma", "gamma": gamma, "seed": seed, **summary, "per_x": rows,
+                        "fid_mean": per_x_mean(rows, "fid")})
+        tables.append(torch.tensor(summary["p_do"]))
+        mixtures[(gamma, seed)] = mixture
+    now = lap("gamma_family", now)
+
+    # directed members --------------------------------------------------------------------------------------
+    directed = []
+    if not args.no_directed:
+        base = AttributeMixture(int(cfg.model.K), num_x, num_y, y_given_xc="table").to(device)
+        fit_attribute_counts(base, train_counts, gamma=0.0, seed=int(cfg.seed), progress=False,
+                             **{**fit_options, "steps": max(fit_options["steps"], 1500)})
+        best_nll = min([float(mean_nll(base, train_counts).detach())] + [m["train_nll"] for m in members])
+        cells = [(x, y, d) for x in range(num_x) for y in range(num_y) for d in (1, -1)]
+        for x, y, direction in tqdm(cells, desc="directed members", disable=not progress):
+            member = copy.deepcopy(base)
+            result = fit_directed_member(member, train_counts, (x, y), direction, best_nll=best_nll,
+                                         tolerance=args.directed_tolerance, steps=args.directed_steps,
+                                         lr=float(cfg.inference.attribute_lr))
+            summary = attribute_summary(member, train_counts, test_counts, truth, positions)
+            directed.append({"kind": "directed", **result, **summary})
+        now = lap("directed_members", now)
+
+    # baselines ------------------------------------------------------------------------------------------------
+    oracle = oracle_mixture(dataset.train["u"], dataset.train["x"], dataset.train["y"],
+                            dataset.num_confounders, num_x, num_y).to(device)
+    oracle_summary = attribute_summary(oracle, train_counts, test_counts, truth, positions)
+    oracle_rows = evaluate_member(evaluator, oracle, image_model, seed=999)
+    cvae_rows = evaluate_cvae(evaluator, cvae, seed=998)
+    now = lap("baselines", now)
+
+    test = {k: v.to(device) for k, v in dataset.test.items()}
+    effect = effectiveness(image_model, judge, test)
+    effect["do_x_class_accuracy"] = sum(per_x_mean(m["per_x"], "do_class_accuracy") for m in members) / len(members)
+    cvae_effect = cvae_effectiveness(cvae, judge, test)
+    cvae_effect["do_x_class_accuracy"] = per_x_mean(cvae_rows, "do_class_accuracy")
+
+    # family metrics -----------------------------------------------------------------------------------------
+    family = torch.stack(tables)
+    with_directed = torch.cat([family] + [torch.tensor(d["p_do"])[None] for d in directed])
+    lower, upper = evaluator.lower, evaluator.upper
+    family_metrics = {}
+    for label, stack in (("gamma_seed", family), ("with_directed", with_directed)):
+        low, high = stack.min(0).values, stack.max(0).values
+        cov, spn = coverage(truth, low, high), span(low, high, lower, upper)
+        family_metrics[label] = {
+            "members": int(stack.shape[0]),
+            "coverage": cov.share, "covered": cov.per_cell.tolist(),
+            "span_mean": spn.mean, "span_per_cell": _round(spn.per_cell),
+            "min": _round(low), "max": _round(high),
+        }
+
+    attribute_members = members + directed
+    best_fit = max(m["heldout_log_p_xy"] for m in attribute_members)
+    fit_gaps = [best_fit - m["heldout_log_p_xy"] for m in attribute_members]
+    gamma_fid = {}
+    for m in members:
+        gamma_fid.setdefault(m["gamma"], []).append(m["fid_mean"])
+    best_gamma_member = min(members, key=lambda m: m["fid_mean"])
+    fid_gamma0 = sum(gamma_fid.get(0.0, [float("nan")])) / max(len(gamma_fid.get(0.0, [])), 1)
+    fid_cvae = per_x_mean(cvae_rows, "fid")
+    fid_oracle = per_x_mean(oracle_rows, "fid")
+    targets = {
+        "fid_best_gamma_le_half_cvae": best_gamma_member["fid_mean"] <= 0.5 * fid_cvae,
+        "fid_best_gamma_below_gamma0": best_gamma_member["fid_mean"] < fid_gamma0,
+        "coverage_ge_95pct": family_metrics["with_directed"]["coverage"] >= 0.95,
+        "span_gamma_seed_ge_50pct": family_metrics["gamma_seed"]["span_mean"] >= 0.5,
+        "span_with_directed_ge_90pct": family_metrics["with_directed"]["span_mean"] >= 0.9,
+        "fit_within_tolerance": max(fit_gaps) <= FIT_TOLERANCE,
+        "effectiveness_x_ge_0.9": effect["x_flip_follows"] >= 0.9,
+        "effectiveness_y_ge_0.9": effect["y_flip_follows"] >= 0.9,
+    }
+    result = {
+        "command": " ".join(["python -m benchmarks.quality", *args.argv]),
+        "dataset": dataset.generating_params,
+        "config": {"K": int(cfg.model.K), "y_given_xc": cfg.model.y_given_xc,
+                   "image": OmegaConf.to_container(cfg.model.image), "image_epochs": int(cfg.inference.image_epochs),
+                   "attribute_steps": fit_options["steps"], "gammas": args.gamma_grid, "seeds": args.seed_list,
+                   "num_samples_per_x": args.num_samples, "directed_tolerance_nats": args.directed_tolerance,
+                   "directed_steps": args.directed_steps, "fit_tolerance_nats": FIT_TOLERANCE,
+                   "feature_net_seed": args.feature_seed, "device": str(device),
+                   "torch_threads": torch.get_num_threads()},
+        "truth": {"p_do": _round(truth), "p_observational": _round(evaluator.observational),
+                  "bounds_lower": _round(lower), "bounds_upper": _round(upper),
+                  "w1_observational_to_truth": [
+                      _round(circular_w1(evaluator.observational[x].double(), truth[x], positions))
+                      for x in range(num_x)]},
+        "fid": {"reference_floor_per_x": _round(evaluator.fid_floor),
+                "reference_floor_mean": _round(sum(evaluator.fid_floor) / num_x),
+                "cvae_per_x": _round([r["fid"] for r in cvae_rows]), "cvae_mean": _round(fid_cvae),
+                "oracle_per_x": _round([r["fid"] for r in oracle_rows]), "oracle_mean": _round(fid_oracle),
+                "gamma0_mean_over_seeds": _round(fid_gamma0),
+                "best_gamma_member": {"gamma": best_gamma_member["gamma"], "seed": best_gamma_member["seed"],
+                                      "mean": _round(best_gamma_member["fid_mean"])},
+                "per_gamma_mean_over_seeds": {str(g): _round(sum(v) / len(v)) for g, v in gamma_fid.items()}},
+        "family": family_metrics,
+        "fit": {"best_heldout_log_p_xy": _round(best_fit), "max_gap_nats": _round(max(fit_gaps)),
+                "gamma_members_max_gap": _round(max(fit_gaps[: len(members)])),
+                "directed_max_gap": _round(max(fit_gaps[len(members):])) if directed else None,
+                "heldout_image_elbo": None},
+        "effectiveness": {"cauvade_image_model": _round(effect, 4), "cvae": _round(cvae_effect, 4)},
+        "targets": targets,
+        "members": [_round_member(m) for m in members],
+        "directed_members": [_round_member(m) for m in directed],
+        "baselines": {
+            "oracle": {**_round_member(oracle_summary), "per_x": [_round_member(r) for r in oracle_rows]},
+            "cvae": {"per_x": [_round_member(r) for r in cvae_rows],
+                     "image_model": str(Path(cvae_path).name)},
+        },
+        "image_model": str(Path(image_path).name),
+        "timings_s": timings,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    from cauvade_pyro.inference.family import heldout_image_elbo
+
+    result["fit"]["heldout_image_elbo"] = _round(heldout_image_elbo(image_model, test), 3)
+    name = result_name(args, cfg)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    plot_p_do(args.out / f"{name}_p_do_vs_gamma.png", result, dataset.class_names)
+    plot_fid(args.out / f"{name}_fid_vs_gamma.png", result)
+    plot_samples(args.out / f"{name}_samples.png", evaluator, mixtures, image_model, dataset.class_names)
+    print(summary_text(result, args.out / f"{name}.json"))
+    return result
+
+
+def _round_member(member: dict) -> dict:
+    out = {}
+    for key, value in member.items():
+        if isinstance(value, (bool, str)) or value is None:
+            out[key] = value
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            out[key] = [_round_member(v) for v in value]
+        elif isinstance(value, (int,)) and not isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = _round(value)
+    return out
+
+
+def _round(value, digits: int = 5):
+    if isinstance(value, dict):
+        return {k: _round(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round(v, digits) for v in value]
+    if hasattr(value, "tolist"):
+        return _round(value.tolist(), digits)
+    if isinstance(value, bool) or value is None:
+        return value
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None  # JSON has no NaN
+
+
+# ----------------------------------------------------------------------------------------------- plots
+def _bin_colour(y: int, num_bins: int):
+    import matplotlib.colors as mcolors
+
+    return mcolors.hsv_to_rgb(((y + 0.5) / num_bins, 0.85, 0.85))
+
+
+def plot_p_do(path: Path, result: dict, class_names) -> None:
+    """Rows = x, columns = hue bins: P(y | do(x)) per member against γ, truth, observational, bounds, directed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    truth = np.array(result["truth"]["p_do"])
+    observational = np.array(result["truth"]["p_observational"])
+    lower, upper = np.array(result["truth"]["bounds_lower"]), np.array(result["truth"]["bounds_upper"])
+    num_x, num_y = truth.shape
+    gammas = sorted({m["gamma"] for m in result["members"]})
+    positions = {g: i for i, g in enumerate(gammas)}
+    fig, axes = plt.subplots(num_x, num_y, figsize=(1.9 * num_y + 1, 1.6 * num_x + 0.8), squeeze=False,
+                             sharex=True, sharey=True)
+    directed = result["directed_members"]
+    for x in range(num_x):
+        for y in range(num_y):
+            ax = axes[x, y]
+            ax.axhspan(lower[x, y], upper[x, y], color="0.9", zorder=0)
+            ax.axhline(truth[x, y], color="k", lw=1.2, ls="--")
+            ax.axhline(observational[x, y], color="tab:red", lw=1.0, ls=":")
+            values = {g: [m["p_do"][x][y] for m in result["members"] if m["gamma"] == g] for g in gammas}
+            for g in gammas:
+                ax.plot([positions[g]] * len(values[g]), values[g], ".", color=_bin_colour(y, num_y), ms=5)
+            ax.plot(range(len(gammas)), [np.mean(values[g]) for g in gammas], "-", color=_bin_colour(y, num_y),
+                    lw=1.2)
+            ends = [d["p_do"][x][y] for d in directed if d["cell"] == [x, y]]
+            if ends:
+                ax.plot([len(gammas)] * len(ends), ends, "k^", ms=4)
+            if x == 0:
+                ax.set_title(f"hue bin {y}", fontsize=8)
+            if y == 0:
+                ax.set_ylabel(f"x={x} ({class_names[x]})", fontsize=8)
+    ticks = list(range(len(gammas))) + ([len(gammas)] if directed else [])
+    labels = [f"{g:g}" for g in gammas] + (["dir."] if directed else [])
+    for ax in axes[-1]:
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels, fontsize=6)
+        ax.set_xlabel("γ", fontsize=8)
+    fig.suptitle("P(hue bin | do(x)) per member vs γ (dots: seeds; ▲: directed members); dashed: truth, "
+                 "dotted red: observational P(y|x), grey: sharp bounds", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_fid(path: Path, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    gammas = sorted({m["gamma"] for m in result["members"]})
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for g_index, g in enumerate(gammas):
+        fids = [m["fid_mean"] for m in result["members"] if m["gamma"] == g]
+        ax.plot([g_index] * len(fids), fids, "o", color="tab:blue", alpha=0.6, ms=4)
+    ax.plot(range(len(gammas)), [np.mean([m["fid_mean"] for m in result["members"] if m["gamma"] == g])
+                                 for g in gammas], "-", color="tab:blue", label="CauVaDE γ-family (mean over seeds)")
+    fid = result["fid"]
+    ax.axhline(fid["cvae_mean"], color="tab:red", ls="--", label="cVAE p(image | x)")
+    ax.axhline(fid["oracle_mean"], color="tab:green", ls="--", label="oracle (U observed)")
+    ax.axhline(fid["reference_floor_mean"], color="0.5", ls=":", label="reference vs reference")
+    ax.set_xticks(range(len(gammas)))
+    ax.set_xticklabels([f"{g:g}" for g in gammas])
+    ax.set_xlabel("γ (< 0 diffuse clusters, > 0 sharp)")
+    ax.set_ylabel("FID vs unconfounded reference (mean over x)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{result['dataset']['name']}: FID of do(x) samples (domain features)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_samples(path: Path, evaluator, mixtures: dict, image_model, class_names) -> None:
+    """do(x) samples for the lowest, zero (or middle) and highest γ (first seed), beside the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from cauvade_pyro.inference import intervene, seed_everything
+    from cauvade_pyro.models import ConfoundedAttributesModel
+    from torchvision.utils import make_grid
+
+    gammas = sorted({gamma for gamma, _ in mixtures})
+    seed = min(seed for _, seed in mixtures)
+    chosen = [gammas[0], 0.0 if 0.0 in gammas else gammas[len(gammas) // 2], gammas[-1]]
+    shown = min(evaluator.dataset.num_classes, 4)
+    fig, axes = plt.subplots(shown, 4, figsize=(10, 2.7 * shown), squeeze=False)
+    for col, gamma in enumerate(chosen):
+        model = ConfoundedAttributesModel(mixtures[(gamma, seed)], image_model).eval()
+        seed_everything(7)
+        for x in range(shown):
+            images = intervene(model.model, {"x": x}, 36)["image_mean"].cpu()
+            axes[x, col].imshow(make_grid(images, nrow=6, padding=1, pad_value=1.0).permute(1, 2, 0).numpy())
+            if x == 0:
+                axes[x, col].set_title(f"do(x), γ = {gamma:g} (seed {seed})", fontsize=9)
+    for x in range(shown):
+        grid = make_grid(evaluator.reference[x][:36], nrow=6, padding=1, pad_value=1.0)
+        axes[x, 3].imshow(grid.permute(1, 2, 0).numpy())
+        axes[x, 0].set_ylabel(f"x={x} ({class_names[x]})", fontsize=8)
+    axes[0, 3].set_title("unconfounded reference", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summary_text(result: dict, path: Path) -> str:
+    fid, fam, t = result["fid"], result["family"], result["targets"]
+    effect = result["effectiveness"]["cauvade_image_model"]
+    lines = [
+        f"benchmarks.quality: {result['dataset']['name']} ({result['wall_time_s']} s) → {path}",
+        f"  FID (mean over x): best γ member {fid['best_gamma_member']['mean']:.2f} (γ={fid['best_gamma_member']['gamma']:g}),"
+        f" γ=0 {fid['gamma0_mean_over_seeds']:.2f}, cVAE {fid['cvae_mean']:.2f}, oracle {fid['oracle_mean']:.2f},"
+        f" reference floor {fid['reference_floor_mean']:.2f}",
+        f"  coverage γ×seed {fam['gamma_seed']['coverage']:.2f}, with directed {fam['with_directed']['coverage']:.2f};"
+        f" span γ×seed {fam['gamma_seed']['span_mean']:.2f}, with directed {fam['with_directed']['span_mean']:.2f}",
+        f"  fit: max held-out log p(x,y) gap {result['fit']['max_gap_nats']:.4f} nats;"
+        f" effectiveness x {effect['x_flip_follows']:.2f}, y {effect['y_flip_follows']:.2f}",
+        "  targets: " + ", ".join(f"{k} {'PASS' if v else 'miss'}" for k, v in t.items()),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"benchmarks.quality: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
