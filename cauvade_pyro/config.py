@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 DIAGRAMS = ("confounded_attributes", "latent_response")
-DATASETS = ("shapes",)
+DATASETS = ("shapes", "fashion_mnist", "mnist")
 # Image shape (channels, height, width) of each dataset, known without loading it.
-DATASET_IMAGE_SHAPES = {"shapes": (3, 28, 28)}
+DATASET_IMAGE_SHAPES = {"shapes": (3, 28, 28), "fashion_mnist": (3, 28, 28), "mnist": (3, 28, 28)}
+# Datasets coloured from a base of real grey images (cauvade_pyro.datasets.colored_images). Their files are
+# looked up here, before torch loads, so that a missing download answers in one line at once.
+X_FORMS = ("binary", "classes")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# base -> (torchvision's folder under root, the folder a system package puts the gzipped files in, how to get it)
+BASE_DATASETS = {
+    "fashion_mnist": ("FashionMNIST", "/usr/share/datasets/fashion-mnist", "apt-get install dataset-fashion-mnist"),
+    "mnist": ("MNIST", None, None),
+}
 NETS = ("conv", "mlp")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
@@ -19,6 +29,45 @@ Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 
 class ConfigError(ValueError):
     """A configuration value outside its allowed range."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a base image dataset are neither under its root nor in a system directory (one-line message)."""
+
+
+def locate_idx_files(base: str, root, system_dir="auto") -> dict[str, Path]:
+    """Where each IDX file of ``base`` is: ``root/<Folder>/raw/<name>``, else ``<name>.gz`` there, else in
+    ``system_dir`` ("auto": the one of the base's system package; None: none). Raises DatasetNotFoundError."""
+    if base not in BASE_DATASETS:
+        raise ValueError(f"base: must be one of {tuple(BASE_DATASETS)}, got {base!r}")
+    folder, auto_dir, package = BASE_DATASETS[base]
+    raw = Path(os.path.expanduser(os.fspath(root))) / folder / "raw"
+    system = auto_dir if system_dir == "auto" else system_dir
+    places = [raw] + ([Path(system)] if system is not None else [])
+    found, missing = {}, []
+    for name in IDX_FILES:
+        candidates = [raw / name, raw / f"{name}.gz"] + ([Path(system) / f"{name}.gz"] if system is not None else [])
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            missing.append(name)
+        else:
+            found[name] = path
+    if missing:
+        hints = ([f"install it with `{package}`"] if package else []) + [
+            "pass dataset.download=true (download=True; needs a network)",
+            f"or set dataset.root to a directory containing {folder}/raw",
+        ]
+        raise DatasetNotFoundError(
+            f"{base} not found: no {', '.join(missing)} (nor .gz) in {' or '.join(str(p) for p in places)}; "
+            + ", ".join(hints)
+        )
+    return found
+
+
+def check_dataset_files(cfg: DictConfig) -> None:
+    """Before torch loads: a base image dataset that is not downloaded must be findable (DatasetNotFoundError)."""
+    if cfg.dataset.name in BASE_DATASETS and cfg.dataset.download is not True:
+        locate_idx_files(cfg.dataset.name, cfg.dataset.root)
 
 
 def _number(cfg: DictConfig, key: str):
@@ -60,6 +109,16 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be an integer{'' if key == 'seed' else ' >= 0'}, got {value}")
     if cfg.dataset.name not in DATASETS:
         raise ConfigError(f"dataset.name must be one of {DATASETS}, got {cfg.dataset.name!r}")
+    if (cfg.dataset.name in BASE_DATASETS) != ("x_form" in cfg.dataset):
+        raise ConfigError(f"dataset.name={cfg.dataset.name} does not fit the keys of the chosen dataset config; "
+                          f"pick the dataset with dataset={cfg.dataset.name} instead")
+    if cfg.dataset.name in BASE_DATASETS:
+        if cfg.dataset.x_form not in X_FORMS:
+            raise ConfigError(f"dataset.x_form must be one of {X_FORMS}, got {cfg.dataset.x_form!r}")
+        if not isinstance(cfg.dataset.download, bool):
+            raise ConfigError(f"dataset.download must be true or false, got {cfg.dataset.download!r}")
+        if not isinstance(cfg.dataset.root, str) or not cfg.dataset.root:
+            raise ConfigError(f"dataset.root must be a directory path, got {cfg.dataset.root!r}")
     image = cfg.model.image
     if image.net not in NETS:
         raise ConfigError(f"model.image.net must be one of {NETS}, got {image.net!r}")

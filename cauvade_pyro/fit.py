@@ -19,7 +19,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from cauvade_pyro.config import ConfigError, check_overrides, validate_config
+from cauvade_pyro.config import (
+    ConfigError,
+    DatasetNotFoundError,
+    check_dataset_files,
+    check_overrides,
+    validate_config,
+)
 
 # The numerical stack (torch, Pyro, torchvision) is imported by the functions that use it, after the config
 # has been checked: `--help` and a mistyped value answer in a second instead of after ~10 s of imports.
@@ -28,10 +34,10 @@ log = logging.getLogger("cauvade_pyro.fit")
 
 
 def build_dataset(cfg: DictConfig):
-    from cauvade_pyro.datasets import ConfoundedShapes
+    from cauvade_pyro.datasets import make_dataset
 
     params = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "name"}
-    return ConfoundedShapes(**params)
+    return make_dataset(cfg.dataset.name, **params)
 
 
 def resume_source(cfg: DictConfig, out_dir: Path) -> Path | None:
@@ -132,6 +138,7 @@ def run(cfg: DictConfig) -> dict:
     """Fit and evaluate one member; returns the metrics written to ``metrics.json``."""
     started = time.perf_counter()
     validate_config(cfg)
+    check_dataset_files(cfg)  # a missing base dataset answers before the numerical stack loads
     import pyro
     import torch
     from hydra.core.hydra_config import HydraConfig
@@ -195,7 +202,7 @@ def summary(metrics: dict, out_dir: Path) -> str:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError, DatasetNotFoundError) as error:
         print(f"cauvade_pyro.fit: error: {error}", file=sys.stderr)
         sys.exit(2)
     except FloatingPointError as error:

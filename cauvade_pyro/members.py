@@ -37,7 +37,8 @@ def image_model_key(cfg: DictConfig) -> str:
     """Hash of everything the shared image model depends on (not γ, not the member seed)."""
     inference = cfg.inference
     spec = {
-        "dataset": _plain(cfg.dataset),
+        # where the files live and whether they may be downloaded does not change the data
+        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download")},
         # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key
         "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},

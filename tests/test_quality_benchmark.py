@@ -1,0 +1,72 @@
+"""``python -m benchmarks.quality --quick`` end to end (tiny shapes), and its argument errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import quality
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality")
+    cache = tmp_path_factory.mktemp("cache")
+    code = quality.main(["--quick", "--out", str(out), "--no-progress", f"cache_dir={cache}"])
+    assert code == 0
+    return out, json.loads((out / "quick_shapes.json").read_text())
+
+
+def test_quick_writes_the_json_and_the_plots(quick_result):
+    out, result = quick_result
+    for suffix in ("p_do_vs_gamma", "fid_vs_gamma", "samples"):
+        assert (out / f"quick_shapes_{suffix}.png").stat().st_size > 10_000
+    assert len(result["members"]) == 6 * 3  # at least 6 γ values (negative to large positive) × 3 seeds
+    assert min(result["config"]["gammas"]) < 0 < max(result["config"]["gammas"])
+    num_x, num_y = len(result["truth"]["p_do"]), len(result["truth"]["p_do"][0])
+    assert len(result["directed_members"]) == 2 * num_x * num_y
+    assert set(result["targets"]) >= {"fid_best_gamma_le_half_cvae", "coverage_ge_95pct", "span_with_directed_ge_90pct"}
+
+
+def test_quick_family_metrics_are_consistent(quick_result):
+    _, result = quick_result
+    family = result["family"]
+    # Adding members can only widen the family's range.
+    assert family["with_directed"]["coverage"] >= family["gamma_seed"]["coverage"]
+    assert family["with_directed"]["span_mean"] >= family["gamma_seed"]["span_mean"]
+    # γ ≤ -1 drives the clusters alike: P(y | do(x)) is then the observational P(y | x) of the data.
+    for member in result["members"]:
+        if member["gamma"] <= -1:
+            assert member["posterior_entropy"] == pytest.approx(1.3863, abs=2e-3)  # log K, K = 4
+    # Every directed member stays within its fit tolerance and pushes its cell past the γ-family's range.
+    tolerance = result["config"]["directed_tolerance_nats"]
+    for member in result["directed_members"]:
+        assert member["nll_gap"] <= 1.05 * tolerance
+    # The two reference sets are far closer to each other than any generator trained 2 epochs is to them.
+    assert result["fid"]["reference_floor_mean"] < result["fid"]["best_gamma_member"]["mean"]
+
+
+def test_quick_fid_is_computed_per_x_for_every_model(quick_result):
+    _, result = quick_result
+    num_x = len(result["truth"]["p_do"])
+    for member in result["members"]:
+        assert len(member["per_x"]) == num_x and all(row["fid"] >= 0 for row in member["per_x"])
+    assert len(result["baselines"]["cvae"]["per_x"]) == num_x
+    assert len(result["fid"]["oracle_per_x"]) == num_x
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gammas", "a,b"], "--gammas"),
+    (["--quick", "--dataset", "mnist"], "--quick"),
+])
+def test_bad_arguments_are_one_line_errors(argv, message):
+    run = subprocess.run([sys.executable, "-m", "benchmarks.quality", *argv], capture_output=True, text=True)
+    assert run.returncode == 2 and message in run.stderr
+
+
+def test_bad_override_is_a_one_line_error(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--quick", "--out", str(tmp_path),
+                          "inference.gama=2"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "inference.gama" in run.stderr and len(run.stderr.strip().splitlines()) == 1
