@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the fit config, e.g. dataset.x_form=classes")
     parser.add_argument("--dataset", default=None, help="shapes | fashion_mnist | mnist (default: shapes)")
     parser.add_argument("--quick", action="store_true", help="small shapes run, about a minute on 2 cores")
-    parser.add_argument("--gammas", default=None, help="comma-separated γ grid (default -4,-2,-1,0,1,2,4,8; --quick -2,-1,0,1,2,4)")
+    parser.add_argument("--gammas", default=None, help="comma-separated γ grid, e.g. --gammas=-2,0,2 (default -4,-2,-1,0,1,2,4,8; --quick -2,-1,0,1,2,4)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated initialisation seeds")
     parser.add_argument("--num-samples", type=int, default=None, help="generated and reference images per x "
                         "(default 1000; --quick 150)")
@@ -63,7 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", default=None, help="file stem (default: the dataset, plus _classes or quick_)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    unknown = [arg for arg in rest if arg.startswith("-") or "=" not in arg]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *rest]  # Hydra overrides may sit between options
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.gammas = args.gammas or ("-2,-1,0,1,2,4" if args.quick else "-4,-2,-1,0,1,2,4,8")
     try:

@@ -1,3 +1,5 @@
+import os
+
 import pyro
 import pytest
 import torch
@@ -14,4 +16,6 @@ def _fresh_pyro_state():
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    # CAUVADE_TEST_THREADS=1 leaves a core to a benchmark running beside the tests (two runs with two threads
+    # each on two cores ran ~15x slower).
+    torch.set_num_threads(int(os.environ.get("CAUVADE_TEST_THREADS", "2")))

@@ -39,10 +39,10 @@ def test_quick_family_metrics_are_consistent(quick_result):
     for member in result["members"]:
         if member["gamma"] <= -1:
             assert member["posterior_entropy"] == pytest.approx(1.3863, abs=2e-3)  # log K, K = 4
-    # Every directed member stays within its fit tolerance and pushes its cell past the γ-family's range.
+    # Every directed member stays within its fit tolerance (on the training counts).
     tolerance = result["config"]["directed_tolerance_nats"]
     for member in result["directed_members"]:
-        assert member["nll_gap"] <= 1.05 * tolerance
+        assert member["feasible"] and member["nll_gap"] <= tolerance
     # The two reference sets are far closer to each other than any generator trained 2 epochs is to them.
     assert result["fid"]["reference_floor_mean"] < result["fid"]["best_gamma_member"]["mean"]
 
