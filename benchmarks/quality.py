@@ -59,6 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--directed-steps", type=int, default=None, help="default 1500; --quick 300")
     parser.add_argument("--no-directed", action="store_true", help="skip the directed members")
     parser.add_argument("--feature-seed", type=int, default=1, help="seed of the FID feature network")
+    parser.add_argument("--features", choices=("domain", "inception"), default="domain",
+                        help="FID features: the domain network trained here on real images (default), or "
+                        "Inception-v3 (needs torch-fidelity and its weights)")
+    parser.add_argument("--inception-weights", default=None, help="local Inception weights file (offline use)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and the plots")
     parser.add_argument("--name", default=None, help="file stem (default: the dataset, plus _classes or quick_)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -257,6 +261,7 @@ def run(args: argparse.Namespace) -> dict:
     from cauvade_pyro.metrics import (
         circular_w1,
         coverage,
+        inception_feature_net,
         span,
         train_feature_net,
         train_judge,
@@ -278,10 +283,14 @@ def run(args: argparse.Namespace) -> dict:
         return time.perf_counter()
 
     now = time.perf_counter()
+    if args.features == "inception":
+        feature_net = inception_feature_net(args.inception_weights, device=device)
+    else:
+        feature_net = train_feature_net(dataset, seed=args.feature_seed, num_images=int(cfg.eval.judge_images),
+                                        epochs=int(cfg.eval.judge_epochs), device=str(device),
+                                        cache_dir=cfg.cache_dir)
     judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=int(cfg.eval.judge_images),
                         epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
-    feature_net = train_feature_net(dataset, seed=args.feature_seed, num_images=int(cfg.eval.judge_images),
-                                    epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
     now = lap("judge_and_feature_net", now)
     image_model, image_path, _ = shared_image_model(cfg, dataset, device, progress=progress)
     now = lap("image_model", now)
@@ -384,7 +393,7 @@ def run(args: argparse.Namespace) -> dict:
                    "attribute_steps": fit_options["steps"], "gammas": args.gamma_grid, "seeds": args.seed_list,
                    "num_samples_per_x": args.num_samples, "directed_tolerance_nats": args.directed_tolerance,
                    "directed_steps": args.directed_steps, "fit_tolerance_nats": FIT_TOLERANCE,
-                   "feature_net_seed": args.feature_seed, "device": str(device),
+                   "fid_features": args.features, "feature_net_seed": args.feature_seed, "device": str(device),
                    "torch_threads": torch.get_num_threads()},
         "truth": {"p_do": _round(truth), "p_observational": _round(evaluator.observational),
                   "bounds_lower": _round(lower), "bounds_upper": _round(upper),
@@ -599,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"benchmarks.quality: error: {error}", file=sys.stderr)
         return 2
     return 0
