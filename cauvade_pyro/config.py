@@ -25,6 +25,7 @@ BASE_DATASETS = {
 NETS = ("conv", "mlp")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
+ATTRIBUTE_OBJECTIVES = ("pyro", "counts")
 
 
 class ConfigError(ValueError):
@@ -93,6 +94,9 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("inference.attribute_lr", "inference.image_lr", "inference.clip_norm"):
         if not _number(cfg, key) > 0 or not math.isfinite(_number(cfg, key)):
             raise ConfigError(f"{key} must be a finite number > 0, got {_number(cfg, key)}")
+    if cfg.inference.get("attribute_objective", "pyro") not in ATTRIBUTE_OBJECTIVES:
+        raise ConfigError(f"inference.attribute_objective must be one of {ATTRIBUTE_OBJECTIVES}, "
+                          f"got {cfg.inference.attribute_objective!r}")
     if cfg.model.diagram not in DIAGRAMS:
         raise ConfigError(f"model.diagram must be one of {DIAGRAMS}, got {cfg.model.diagram!r}")
     if _number(cfg, "model.image.eps_dim") < 1:

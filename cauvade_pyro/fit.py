@@ -94,6 +94,7 @@ def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path):
         gamma=float(cfg.inference.gamma), seed=int(cfg.seed), steps=int(cfg.inference.attribute_steps),
         lr=float(cfg.inference.attribute_lr), init_scale=float(cfg.inference.init_scale),
         clip_norm=float(cfg.inference.clip_norm), progress=cfg.progress,
+        objective=str(cfg.inference.attribute_objective),
         **_resume_options(cfg, out_dir, f"try a lower inference.attribute_lr (now {cfg.inference.attribute_lr}) "
                                         f"or inference.init_scale (now {cfg.inference.init_scale})"),
     )

@@ -36,7 +36,9 @@ def run_fit(args, tmp_path, cwd=REPO, timeout=600):
 
 def test_tiny_fit_writes_checkpoint_metrics_and_grids(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_fit([*TINY, "inference.gamma=1.5", "seed=3", f"hydra.run.dir={run_dir}"], tmp_path)
+    # The counts objective here; the sweep test below runs the default Pyro SVI path.
+    result = run_fit([*TINY, "inference.gamma=1.5", "seed=3", "inference.attribute_objective=counts",
+                      f"hydra.run.dir={run_dir}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("checkpoint.pt", "metrics.json", "samples.png", "effect.png"):
         assert (run_dir / name).is_file(), name

@@ -41,7 +41,8 @@ def check_in_process(overrides):
         (["device=gpu"], "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
         (["resume=/no/such/run"], "resume: no training state at '/no/such/run'"),
         (["model.image.net=resnet"], "model.image.net must be one of ('conv', 'mlp')"),
-        (["dataset.name=cifar"], "dataset.name must be one of ('shapes', 'fashion_mnist', 'mnist')"),
+        (["inference.attribute_objective=exact"], "inference.attribute_objective must be one of ('pyro', 'counts')"),
+    (["dataset.name=cifar"], "dataset.name must be one of ('shapes', 'fashion_mnist', 'mnist')"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(overrides, expected):
