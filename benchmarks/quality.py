@@ -407,7 +407,12 @@ def run(args: argparse.Namespace) -> dict:
                 "gamma0_mean_over_seeds": _round(fid_gamma0),
                 "best_gamma_member": {"gamma": best_gamma_member["gamma"], "seed": best_gamma_member["seed"],
                                       "mean": _round(best_gamma_member["fid_mean"])},
-                "per_gamma_mean_over_seeds": {str(g): _round(sum(v) / len(v)) for g, v in gamma_fid.items()}},
+                "per_gamma_mean_over_seeds": {str(g): _round(sum(v) / len(v)) for g, v in gamma_fid.items()},
+                # The oracle shares the image model with every member, so FID − FID(oracle) isolates what the
+                # attribute level (the causal part) adds to the image model's own error.
+                "excess_over_oracle": {"best_gamma_member": _round(best_gamma_member["fid_mean"] - fid_oracle),
+                                       "gamma0": _round(fid_gamma0 - fid_oracle),
+                                       "cvae": _round(fid_cvae - fid_oracle)}},
         "family": family_metrics,
         "fit": {"best_heldout_log_p_xy": _round(best_fit), "max_gap_nats": _round(max(fit_gaps)),
                 "gamma_members_max_gap": _round(max(fit_gaps[: len(members)])),
@@ -604,7 +609,53 @@ def summary_text(result: dict, path: Path) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(results: dict[str, dict]) -> str:
+    """The README's targets table: one column per result JSON (``{column title: result}``)."""
+    def fid(r):
+        f = r["fid"]
+        best = f["best_gamma_member"]
+        return (f"best γ member {best['mean']:.2f} (γ = {best['gamma']:g}); cVAE {f['cvae_mean']:.2f} "
+                f"(ratio {best['mean'] / f['cvae_mean']:.2f}); γ = 0 {f['gamma0_mean_over_seeds']:.2f}; "
+                f"oracle {f['oracle_mean']:.2f}; reference vs reference {f['reference_floor_mean']:.2f}")
+
+    def mark(r, *keys):
+        return "✓" if all(r["targets"][k] for k in keys) else "✗"
+
+    rows = [
+        ("FID vs the unconfounded reference (mean over x)", "best γ ≤ 0.5 × cVAE, and < γ = 0",
+         lambda r: f"{fid(r)} {mark(r, 'fid_best_gamma_le_half_cvae', 'fid_best_gamma_below_gamma0')}"),
+        ("coverage of the true P(y \\| do(x)) cells", "≥ 95 %",
+         lambda r: (f"γ × seed {100 * r['family']['gamma_seed']['coverage']:.0f} %; with directed "
+                    f"{100 * r['family']['with_directed']['coverage']:.0f} % {mark(r, 'coverage_ge_95pct')}")),
+        ("span / sharp-bound width (mean over cells)", "≥ 50 % γ × seed; ≥ 90 % with directed",
+         lambda r: (f"γ × seed {100 * r['family']['gamma_seed']['span_mean']:.0f} % "
+                    f"{mark(r, 'span_gamma_seed_ge_50pct')}; with directed "
+                    f"{100 * r['family']['with_directed']['span_mean']:.0f} % "
+                    f"{mark(r, 'span_with_directed_ge_90pct')}")),
+        ("fit: held-out log p(x, y), largest gap to the best member", f"≤ {FIT_TOLERANCE} nats",
+         lambda r: (f"{r['fit']['max_gap_nats']:.4f} nats (γ members {r['fit']['gamma_members_max_gap']:.4f}) "
+                    f"{mark(r, 'fit_within_tolerance')}")),
+        ("effectiveness: x flip / y flip followed (judge never in a loss)", "≥ 0.9 each",
+         lambda r: (f"{r['effectiveness']['cauvade_image_model']['x_flip_follows']:.2f} / "
+                    f"{r['effectiveness']['cauvade_image_model']['y_flip_follows']:.2f} "
+                    f"{mark(r, 'effectiveness_x_ge_0.9', 'effectiveness_y_ge_0.9')}")),
+    ]
+    lines = ["| measure | target | " + " | ".join(results) + " |", "| --- | --- |" + " --- |" * len(results)]
+    for title, target, cell in rows:
+        lines.append(f"| {title} | {target} | " + " | ".join(cell(r) for r in results.values()) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["--table"]:
+        # python -m benchmarks.quality --table NAME=results.json ...: print the README's targets table
+        results = {}
+        for item in raw[1:]:
+            title, _, path = item.rpartition("=")
+            results[title or Path(path).stem] = json.loads(Path(path).read_text())
+        print(markdown_table(results))
+        return 0
     args = parse_args(argv)
     try:
         run(args)

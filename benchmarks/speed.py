@@ -14,9 +14,11 @@ a. **Overhead.** One training step of the full default diagram (attribute mixtur
    ``svi_novalidate`` (the same SVI step with Pyro's validation off) and
    ``hand`` (the same objective written by hand in PyTorch, summing over c with logsumexp, + backward + the same
    ``ClippedAdam``). The two losses are checked to agree on one batch with the same ε draw.
-b. **K scaling.** Step time of the attribute-level fit (full batch) and of the full-model step at K = 10, 100, 1000.
+b. **K scaling.** Step time of the attribute-level fit (full batch; SVI, hand-written, and the exact loss on cell
+   counts that ``inference.attribute_objective=counts`` uses) and of the full-model step at K = 10, 100, 1000.
 c. **γ-family cost.** An 8-member γ-family of the default diagram (one shared image model + 8 attribute fits)
-   against 8 × one independent fit (image model + attribute fit), with each member's W1 to the true P(hue | do(x)).
+   against 8 × one independent fit (image model + attribute fit), with each member's W1 to the true P(hue | do(x)),
+   once with the SVI attribute fits and once with the count-based ones.
 d. **Default run.** Wall time of ``python -m cauvade_pyro.fit`` with a fresh cache (skipped with ``--quick``).
 """
 
@@ -42,7 +44,13 @@ import torch.nn.functional as F
 from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam as TorchClippedAdam
 
-from cauvade_pyro.inference import GammaEntropyELBO, fit_attribute_member, fit_image_model
+from cauvade_pyro.inference import (
+    GammaEntropyELBO,
+    cell_counts,
+    count_objective,
+    fit_attribute_member,
+    fit_image_model,
+)
 from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -241,6 +249,17 @@ def bench_k_scaling(device, rounds: int, warmup: int, num_attr: int, Ks=(10, 100
             optim.step()
 
         attr_variants[f"hand_K{K}"] = hand_attr
+        counts = cell_counts(attr_data["x"], attr_data["y"], NUM_X, NUM_Y)
+        counts_mixture = copy.deepcopy(mixture)
+        counts_optim = TorchClippedAdam(counts_mixture.parameters(), lr=0.05, clip_norm=10.0)
+
+        def counts_attr(mixture=counts_mixture, optim=counts_optim, counts=counts):
+            # what fit_attribute_member(objective="counts") takes per step: the same loss on the cell counts
+            optim.zero_grad(set_to_none=True)
+            count_objective(mixture, counts, gamma).backward()
+            optim.step()
+
+        attr_variants[f"counts_K{K}"] = counts_attr
         model = full_model("conv", K, device)
         batch = random_batch(256, device, torch.Generator().manual_seed(3))
         full_variants[f"svi_K{K}"] = _isolated_svi(model.model, model.guide, batch, gamma, lr=1e-3)
@@ -250,7 +269,9 @@ def bench_k_scaling(device, rounds: int, warmup: int, num_attr: int, Ks=(10, 100
     out = {
         "attribute_level": {"num_data": num_attr, "median_ms": attr_med,
                             f"ratio_svi_K{k1}_to_K{k0}": round(attr_med[f"svi_K{k1}"] / attr_med[f"svi_K{k0}"], 3),
-                            f"ratio_svi_K{Ks[-1]}_to_K{k0}": round(attr_med[f"svi_K{Ks[-1]}"] / attr_med[f"svi_K{k0}"], 3)},
+                            f"ratio_svi_K{Ks[-1]}_to_K{k0}": round(attr_med[f"svi_K{Ks[-1]}"] / attr_med[f"svi_K{k0}"], 3),
+                            f"ratio_counts_K{k1}_to_K{k0}": round(attr_med[f"counts_K{k1}"] / attr_med[f"counts_K{k0}"], 3),
+                            f"ratio_counts_K{Ks[-1]}_to_K{k0}": round(attr_med[f"counts_K{Ks[-1]}"] / attr_med[f"counts_K{k0}"], 3)},
         "full_model_conv_batch256": {"median_ms": full_med,
                                      f"ratio_svi_K{k1}_to_K{k0}": round(full_med[f"svi_K{k1}"] / full_med[f"svi_K{k0}"], 3),
                                      f"ratio_svi_K{Ks[-1]}_to_K{k0}": round(full_med[f"svi_K{Ks[-1]}"] / full_med[f"svi_K{k0}"], 3)},
@@ -281,7 +302,8 @@ def _isolated_svi(model, guide, data, gamma: float, lr: float):
 
 
 def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_steps: int, independent: int,
-                       gammas=(-2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0), seed: int = 0) -> dict:
+                       gammas=(-2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0), seed: int = 0,
+                       objective: str = "pyro") -> dict:
     from cauvade_pyro.datasets import ConfoundedShapes
     from cauvade_pyro.metrics import circular_w1
 
@@ -299,7 +321,7 @@ def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_step
     def attribute_fit(gamma):
         mixture = AttributeMixture(4, dataset.num_classes, dataset.num_hue_bins).to(device)
         fit_attribute_member(mixture, train["x"], train["y"], gamma=gamma, seed=seed, steps=attribute_steps,
-                             progress=False)
+                             progress=False, objective=objective)
         p_do = mixture.interventional_y().detach().cpu()
         return [circular_w1(p_do[x].numpy(), truth[x].numpy()) for x in range(dataset.num_classes)]
 
@@ -321,7 +343,7 @@ def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_step
     same = all(independent_w1[g] == shared_w1[g] for g in independent_w1)
     out = {
         "sizes": {"num_train": num_train, "image_epochs": image_epochs, "attribute_steps": attribute_steps,
-                  "members": len(gammas), "net": "conv", "K": 4},
+                  "members": len(gammas), "net": "conv", "K": 4, "attribute_objective": objective},
         "shared_family_s": round(shared_s, 2),
         "one_independent_fit_s": round(one_fit, 2),
         "independent_fits_timed": len(independent_s),
@@ -332,7 +354,7 @@ def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_step
         "w1_independent_per_x": {f"{g:g}": [round(v, 5) for v in w] for g, w in independent_w1.items()},
         "independent_equal_shared": same,
     }
-    print(f"[γ-family] shared {shared_s:.1f} s, one independent fit {one_fit:.1f} s, "
+    print(f"[γ-family, {objective}] shared {shared_s:.1f} s, one independent fit {one_fit:.1f} s, "
           f"ratio to one fit {out['ratio_family_to_one_fit']:.2f}, same answers: {same}", flush=True)
     return out
 
@@ -378,10 +400,16 @@ def plot(results: dict, path: Path) -> None:
             bars.append(row[key])
             labels.append(f"K100/K10\n{'attr' if level == 'attribute_level' else 'full'}")
             targets.append(1.3)
-    if "gamma_family" in results:
-        bars.append(results["gamma_family"]["ratio_family_to_one_fit"])
-        labels.append("8-member\nfamily/1 fit")
-        targets.append(2.5)
+    row = results.get("k_scaling", {}).get("attribute_level", {})
+    if "ratio_counts_K100_to_K10" in row:
+        bars.append(row["ratio_counts_K100_to_K10"])
+        labels.append("K100/K10\nattr counts")
+        targets.append(1.3)
+    for key, label in (("gamma_family", "8-member\nfamily/1 fit"), ("gamma_family_counts", "family/1 fit\ncounts")):
+        if key in results:
+            bars.append(results[key]["ratio_family_to_one_fit"])
+            labels.append(label)
+            targets.append(2.5)
     fig, ax = plt.subplots(figsize=(1.1 * len(bars) + 1.5, 3.2))
     ax.bar(range(len(bars)), bars, color=["tab:green" if b <= t else "tab:red" for b, t in zip(bars, targets)])
     ax.scatter(range(len(bars)), targets, marker="_", s=400, color="black", zorder=3, label="target")
@@ -424,6 +452,9 @@ def main(argv=None) -> dict:
     results["gamma_family"] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
                                                  attribute_steps=100 if quick else 600,
                                                  independent=1 if quick else 2)
+    results["gamma_family_counts"] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
+                                                        attribute_steps=100 if quick else 600,
+                                                        independent=1 if quick else 2, objective="counts")
     if not (quick or args.skip_default_run):
         results["default_run"] = bench_default_run(str(device))
     results["total_s"] = round(time.perf_counter() - started, 1)
