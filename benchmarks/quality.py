@@ -163,6 +163,8 @@ class Evaluator:
         if sampled_y is not None:
             p_sampled = hue_histogram(sampled_y.cpu(), self.dataset.num_hue_bins)
             row["w1_sampled_to_truth"] = circular_w1(p_sampled, self.truth[x], self.positions)
+            # the hue each do(x) image was asked for (its sampled y) against the hue the judge reads off it
+            row["do_hue_accuracy"] = float((hue_pred == sampled_y.cpu()).float().mean())
         return row
 
 
@@ -347,6 +349,7 @@ def run(args: argparse.Namespace) -> dict:
     test = {k: v.to(device) for k, v in dataset.test.items()}
     effect = effectiveness(image_model, judge, test)
     effect["do_x_class_accuracy"] = sum(per_x_mean(m["per_x"], "do_class_accuracy") for m in members) / len(members)
+    effect["do_x_hue_accuracy"] = sum(per_x_mean(m["per_x"], "do_hue_accuracy") for m in members) / len(members)
     cvae_effect = cvae_effectiveness(cvae, judge, test)
     cvae_effect["do_x_class_accuracy"] = per_x_mean(cvae_rows, "do_class_accuracy")
 
