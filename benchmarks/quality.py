@@ -614,19 +614,20 @@ def summary_text(result: dict, path: Path) -> str:
 
 def markdown_table(results: dict[str, dict]) -> str:
     """The README's targets table: one column per result JSON (``{column title: result}``)."""
+    def mark(r, *keys):
+        return "✓" if all(r["targets"][k] for k in keys) else "✗"
+
     def fid(r):
         f = r["fid"]
         best = f["best_gamma_member"]
         return (f"best γ member {best['mean']:.2f} (γ = {best['gamma']:g}); cVAE {f['cvae_mean']:.2f} "
-                f"(ratio {best['mean'] / f['cvae_mean']:.2f}); γ = 0 {f['gamma0_mean_over_seeds']:.2f}; "
+                f"(ratio {best['mean'] / f['cvae_mean']:.3f} {mark(r, 'fid_best_gamma_le_half_cvae')}); "
+                f"γ = 0 {f['gamma0_mean_over_seeds']:.2f} {mark(r, 'fid_best_gamma_below_gamma0')}; "
                 f"oracle {f['oracle_mean']:.2f}; reference vs reference {f['reference_floor_mean']:.2f}")
-
-    def mark(r, *keys):
-        return "✓" if all(r["targets"][k] for k in keys) else "✗"
 
     rows = [
         ("FID vs the unconfounded reference (mean over x)", "best γ ≤ 0.5 × cVAE, and < γ = 0",
-         lambda r: f"{fid(r)} {mark(r, 'fid_best_gamma_le_half_cvae', 'fid_best_gamma_below_gamma0')}"),
+         fid),
         ("coverage of the true P(y \\| do(x)) cells", "≥ 95 %",
          lambda r: (f"γ × seed {100 * r['family']['gamma_seed']['coverage']:.0f} %; with directed "
                     f"{100 * r['family']['with_directed']['coverage']:.0f} % {mark(r, 'coverage_ge_95pct')}")),
