@@ -25,6 +25,7 @@ d. **Default run.** Wall time of ``python -m cauvade_pyro.fit`` with a fresh cac
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import io
 import json

@@ -24,3 +24,11 @@ def test_hand_attribute_loss_equals_pyro_loss():
     x, y = torch.tensor([0, 1, 2, 2]), torch.tensor([5, 0, 3, 3])
     pyro_loss = GammaEntropyELBO(gamma=-2.0).differentiable_loss(mixture.model, mixture.guide, {"x": x, "y": y})
     assert torch.allclose(pyro_loss, hand_attribute_loss(mixture, x, y, -2.0), rtol=1e-5)
+
+
+def test_k_scaling_runs_every_variant():
+    from benchmarks.speed import bench_k_scaling
+
+    out = bench_k_scaling(torch.device("cpu"), rounds=1, warmup=0, num_attr=40, Ks=(2, 3))
+    assert set(out["attribute_level"]["median_ms"]) == {f"{v}_K{k}" for v in ("svi", "hand", "counts") for k in (2, 3)}
+    assert out["attribute_level"]["ratio_counts_K3_to_K2"] > 0
