@@ -28,5 +28,5 @@ def test_readme_quality_table_is_the_committed_json():
     columns = {}
     for title, path in re.findall(r'"?([^"=]+)=(benchmarks/results/[\w.]+\.json)"?', command):
         columns[title.strip()] = json.loads((README.parent / path).read_text())
-    assert len(columns) == 2
+    assert len(columns) >= 2
     assert table == markdown_table(columns)
