@@ -125,7 +125,7 @@ class Evaluator:
     def __init__(self, dataset, judge, feature_net, num_samples: int):
         import torch
 
-        from cauvade_pyro.metrics import bow_graph_bounds, frechet_distance
+        from cauvade_pyro.metrics import ReferenceFID, bow_graph_bounds
 
         self.dataset, self.judge, self.features, self.n = dataset, judge, feature_net, num_samples
         self.scm = dataset.scm
@@ -133,32 +133,29 @@ class Evaluator:
         self.truth = self.scm.interventional_y().float()
         self.observational = self.scm.observational_y_given_x().float()
         self.lower, self.upper = bow_graph_bounds(self.scm.joint_xy())
-        self.reference = {}
+        self.reference, self.reference_fid = {}, {}
         floor = []
         for x in range(dataset.num_classes):
             first = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
             second = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(20_000 + x))
             self.reference[x] = first["image"].float().div(255)
-            floor.append(frechet_distance(feature_net, self.reference[x], second["image"].float().div(255)))
+            # the reference's features are computed once here, not once per model compared
+            self.reference_fid[x] = ReferenceFID(feature_net, self.reference[x])
+            floor.append(self.reference_fid[x].distance(second["image"].float().div(255)))
         # Two independent reference sets of the same size: the FID a perfect generator would get.
         self.fid_floor = floor
 
     def images(self, x: int, images, sampled_y=None) -> dict:
         import torch
 
-        from cauvade_pyro.metrics import (
-            circular_w1,
-            diversity,
-            frechet_distance,
-            hue_histogram,
-        )
+        from cauvade_pyro.metrics import circular_w1, diversity, hue_histogram
 
         class_pred, hue_pred = self.judge.predict(images)
         p_images = hue_histogram(hue_pred, self.dataset.num_hue_bins)
         with torch.no_grad():
             feats = self.features(images.to(next(self.features.parameters()).device))
         row = {
-            "fid": frechet_distance(self.features, self.reference[x], images),
+            "fid": self.reference_fid[x].distance(images),
             "p_do_from_images": _round(p_images),
             "w1_images_to_truth": circular_w1(p_images, self.truth[x], self.positions),
             "do_class_accuracy": float((class_pred == x).float().mean()),

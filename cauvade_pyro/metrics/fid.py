@@ -164,6 +164,58 @@ def extract_features(feature_net: nn.Module, images: torch.Tensor, batch_size: i
     return torch.cat(chunks).reshape(images.shape[0], -1)
 
 
+class ReferenceFID:
+    """FID of any number of generated sets against one fixed reference set, whose features are computed once.
+
+    ``distance(fake_images)`` gives what ``frechet_distance(feature_net, real_images, fake_images)`` gives; a
+    benchmark comparing many models with one reference keeps one of these instead of re-reading the reference
+    for every model (torchmetrics' ``reset_real_features=False``).
+
+    >>> net = DomainFeatureNet(AttributeJudge(num_classes=3, num_hue_bins=6))
+    >>> images = torch.rand(8, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    >>> abs(ReferenceFID(net, images).distance(images)) < 1e-6
+    True
+    """
+
+    def __init__(self, feature_net: nn.Module, real_images: torch.Tensor, batch_size: int = 500) -> None:
+        # Imported here: torchmetrics adds about 1 s to `import cauvade_pyro.metrics`, which the CLI imports.
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size!r}")
+        _check_set("real_images", real_images)
+        num_features = getattr(feature_net, "num_features", None)
+        if not isinstance(num_features, int):
+            raise TypeError("feature_net: needs an int attribute num_features (the feature dimension)")
+        self.batch_size = batch_size
+        self.device = _module_device(feature_net)
+        # A custom module gets the images exactly as passed to update(): normalize=True only documents that they
+        # are floats in [0, 1] (with the Inception net it would rescale them to uint8). The metric is moved to the
+        # net's device: Module.to moves the net in place, a no-op here since it is already there.
+        self.metric = FrechetInceptionDistance(
+            feature=feature_net, normalize=True, reset_real_features=False
+        ).to(self.device)
+        self._update(real_images, real=True)
+
+    def _update(self, images: torch.Tensor, real: bool) -> None:
+        for start in range(0, images.shape[0], self.batch_size):
+            batch = _as_float_images(images[start : start + self.batch_size]).to(self.device)
+            self.metric.update(batch, real=real)
+
+    @torch.no_grad()
+    def distance(self, fake_images: torch.Tensor) -> float:
+        """Fréchet distance between the reference and ``fake_images`` (uint8 or float in [0, 1])."""
+        _check_set("fake_images", fake_images)
+        self.metric.reset()  # clears the generated set only
+        self._update(fake_images, real=False)
+        return float(self.metric.compute())
+
+
+def _check_set(name: str, images: torch.Tensor) -> None:
+    if images.shape[0] < 2:
+        raise ValueError(f"{name}: need at least 2 images, got {images.shape[0]}")
+
+
 @torch.no_grad()
 def frechet_distance(
     feature_net: nn.Module,
@@ -184,28 +236,8 @@ def frechet_distance(
     >>> abs(frechet_distance(net, images, images)) < 1e-6
     True
     """
-    # Imported here: torchmetrics adds about 1 s to `import cauvade_pyro.metrics`, which the CLI imports.
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size!r}")
-    for name, images in (("real_images", real_images), ("fake_images", fake_images)):
-        if images.shape[0] < 2:
-            raise ValueError(f"{name}: need at least 2 images, got {images.shape[0]}")
-    num_features = getattr(feature_net, "num_features", None)
-    if not isinstance(num_features, int):
-        raise TypeError("feature_net: needs an int attribute num_features (the feature dimension)")
-
-    device = _module_device(feature_net)
-    # A custom module gets the images exactly as passed to update(): normalize=True only documents that they
-    # are floats in [0, 1] (with the Inception net it would rescale them to uint8). The metric is moved to the
-    # net's device: Module.to moves the net in place, a no-op here since it is already there.
-    metric = FrechetInceptionDistance(feature=feature_net, normalize=True).to(device)
-    for images, real in ((real_images, True), (fake_images, False)):
-        for start in range(0, images.shape[0], batch_size):
-            batch = _as_float_images(images[start : start + batch_size]).to(device)
-            metric.update(batch, real=real)
-    return float(metric.compute())
+    _check_set("fake_images", fake_images)  # before the reference's features are computed
+    return ReferenceFID(feature_net, real_images, batch_size).distance(fake_images)
 
 
 class _InceptionFeatures(nn.Module):
