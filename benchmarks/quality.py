@@ -171,15 +171,13 @@ class Evaluator:
 
 def attribute_summary(mixture, train_counts, test_counts, truth, positions) -> dict:
     import torch
-    from cauvade_pyro.inference import mean_nll
+    from cauvade_pyro.inference.counts import cell_posterior_entropy, mean_nll
 
     from cauvade_pyro.metrics import circular_w1
 
     with torch.no_grad():
         p_do = mixture.interventional_y().cpu().double()
-        log_joint = mixture.log_joint_table()
-        log_post = log_joint - log_joint.logsumexp(0)
-        entropy = -(log_post.exp() * log_post).sum(0)
+        entropy = cell_posterior_entropy(mixture)
         mean_entropy = float((test_counts * entropy).sum() / test_counts.sum())
         return {
             "p_do": _round(p_do),

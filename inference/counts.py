@@ -55,6 +55,7 @@ from cauvade_pyro.models import AttributeMixture
 
 __all__ = [
     "cell_counts",
+    "cell_posterior_entropy",
     "count_objective",
     "fit_attribute_counts",
     "fit_directed_member",
@@ -84,10 +85,19 @@ def count_objective(mixture: AttributeMixture, counts: torch.Tensor, gamma: floa
     log_p_xy = log_joint.logsumexp(0)
     loss = -(counts * log_p_xy).sum()
     if gamma != 0.0:
-        log_post = log_joint - log_p_xy
-        entropy = -(log_post.exp() * log_post).sum(0)
-        loss = loss + gamma * (counts * entropy).sum()
+        loss = loss + gamma * (counts * _posterior_entropy(log_joint, log_p_xy)).sum()
     return loss
+
+
+def _posterior_entropy(log_joint: torch.Tensor, log_p_xy: torch.Tensor) -> torch.Tensor:
+    log_post = log_joint - log_p_xy
+    return -(log_post.exp() * log_post).sum(0)
+
+
+def cell_posterior_entropy(mixture: AttributeMixture) -> torch.Tensor:
+    """H[p(c | x, y)] for every cell, shape (X, Y), in nats."""
+    log_joint = mixture.log_joint_table()
+    return _posterior_entropy(log_joint, log_joint.logsumexp(0))
 
 
 def mean_nll(mixture: AttributeMixture, counts: torch.Tensor) -> torch.Tensor:
