@@ -21,6 +21,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .precision import autocast_forward
+
 IMAGE_SIZE = 28
 
 
@@ -83,6 +85,7 @@ class ConvDecoder(nn.Module):
         self.out = nn.Conv2d(hidden // 2, channels, 3, padding=1)
         self.act = nn.SiLU()
 
+    @autocast_forward
     def forward(self, cond: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         cond, eps = broadcast_vectors(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
@@ -111,6 +114,7 @@ class MLPDecoder(nn.Module):
         self.out = nn.Linear(hidden, channels * IMAGE_SIZE * IMAGE_SIZE)
         self.act = nn.SiLU()
 
+    @autocast_forward
     def forward(self, cond: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         cond, eps = broadcast_vectors(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
@@ -126,6 +130,7 @@ class _ImageTrunk(nn.Module):
     net: nn.Module
     out_dim: int
 
+    @autocast_forward
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         batch_shape = image.shape[:-3]
         features = self.net(image.reshape((-1,) + image.shape[-3:]))
@@ -171,6 +176,7 @@ class GaussianHead(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, 2 * out_dim))
 
+    @autocast_forward
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw_scale = self.net(features).chunk(2, dim=-1)
         return loc, nn.functional.softplus(raw_scale) + 1e-4
