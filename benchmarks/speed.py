@@ -8,12 +8,13 @@ Every comparison runs in one process and interleaves its variants (A B A B …);
 per-step times and ratios of medians, since absolute times on a shared machine mean little.
 
 a. **Overhead.** One training step of the full default diagram (attribute mixture with c enumerated + image
-   ELBO with reparameterised ε), γ = 1, batch 256, conv and MLP nets, four variants on the *same* networks:
-   ``svi`` (``pyro.infer.SVI`` + ``GammaEntropyELBO`` + Pyro's ``ClippedAdam``: the path ``fit_svi`` takes),
-   ``pyro_loss`` (``GammaEntropyELBO.differentiable_loss`` + backward + torch-level ``ClippedAdam``) and
-   ``svi_novalidate`` (the same SVI step with Pyro's validation off) and
-   ``hand`` (the same objective written by hand in PyTorch, summing over c with logsumexp, + backward + the same
-   ``ClippedAdam``). The two losses are checked to agree on one batch with the same ε draw.
+   ELBO with reparameterised ε), γ = 1, batch 256, conv and MLP nets, variants on the *same* networks:
+   ``step`` (``inference.train.training_step``: Pyro's SVI step with the loss left on the device and validation
+   off, what ``fit_svi`` runs between log steps), ``step_validate`` (the same with Pyro's validation, as on a log
+   step), ``svi`` (``pyro.infer.SVI.step``, a float per step) and ``hand`` (the same objective written by hand
+   in PyTorch, summing over c with logsumexp, + backward + the same ``ClippedAdam``); on CUDA also ``step_bf16``
+   and ``hand_bf16`` (networks under bf16 autocast). The two losses are checked to agree on one batch with the
+   same ε draw.
 b. **K scaling.** Step time of the attribute-level fit (full batch; SVI, hand-written, and the exact loss on cell
    counts that ``inference.attribute_objective=counts`` uses) and of the full-model step at K = 10, 100, 1000.
 c. **γ-family cost.** An 8-member γ-family of the default diagram (one shared image model + 8 attribute fits)
@@ -52,7 +53,9 @@ from cauvade_pyro.inference import (
     fit_attribute_member,
     fit_image_model,
 )
+from cauvade_pyro.inference.train import training_step
 from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel
+from cauvade_pyro.models.precision import net_autocast
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUM_X, NUM_Y = 3, 6
@@ -142,38 +145,47 @@ def full_model(net: str, K: int, device: torch.device, seed: int = 0) -> Confoun
     return model.to(device)
 
 
-def step_variants(model, batch, gamma: float, lr: float = 1e-3, clip_norm: float = 10.0) -> dict:
-    """The three training steps of part a, each on its own copy of ``model``'s parameters."""
-    import copy
+def step_variants(model, batch, gamma: float, lr: float = 1e-3, clip_norm: float = 10.0,
+                  bf16: bool = False) -> dict:
+    """The training steps of part a, each on its own copy of ``model``'s parameters.
 
+    ``step`` is what :func:`~cauvade_pyro.inference.fit_svi` runs between its log steps (validation off, loss
+    left on the device); ``step_validate`` what it runs on a log step; ``svi`` Pyro's own ``SVI.step`` (a float
+    per step); ``hand`` the same objective in plain PyTorch. With ``bf16`` also both with the networks under
+    bf16 autocast (:mod:`cauvade_pyro.models.precision`).
+    """
     pyro.clear_param_store()
     svi_model = copy.deepcopy(model)
     svi = SVI(svi_model.model, svi_model.guide, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm}),
               loss=GammaEntropyELBO(gamma=gamma))
-    loss_model = copy.deepcopy(model)
-    elbo = GammaEntropyELBO(gamma=gamma)
-    loss_optim = TorchClippedAdam(loss_model.parameters(), lr=lr, clip_norm=clip_norm)
-    hand_model = copy.deepcopy(model)
-    hand_optim = TorchClippedAdam(hand_model.parameters(), lr=lr, clip_norm=clip_norm)
+    variants = {"svi": lambda: svi.step(batch)}
 
-    def svi_step():
-        svi.step(batch)
+    def fit_svi_step(validate: bool, net_dtype=None):
+        step_model = copy.deepcopy(model)
+        optim, elbo = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm}), GammaEntropyELBO(gamma=gamma)
+        return lambda: training_step(step_model.model, step_model.guide, elbo, optim, batch, validate=validate,
+                                     net_dtype=net_dtype)
 
-    def svi_novalidate_step():  # what Pyro's argument/shape validation costs (fit_svi keeps it on)
-        with pyro.validation_enabled(False):
-            svi.step(batch)
+    def hand_step(net_dtype=None):
+        hand_model = copy.deepcopy(model)
+        hand_optim = TorchClippedAdam(hand_model.parameters(), lr=lr, clip_norm=clip_norm)
 
-    def pyro_loss_step():
-        loss_optim.zero_grad(set_to_none=True)
-        elbo.differentiable_loss(loss_model.model, loss_model.guide, batch).backward()
-        loss_optim.step()
+        def step():
+            hand_optim.zero_grad(set_to_none=True)
+            with net_autocast(net_dtype):
+                loss = hand_loss(hand_model, batch, gamma)
+            loss.backward()
+            hand_optim.step()
 
-    def hand_step():
-        hand_optim.zero_grad(set_to_none=True)
-        hand_loss(hand_model, batch, gamma).backward()
-        hand_optim.step()
+        return step
 
-    return {"svi": svi_step, "svi_novalidate": svi_novalidate_step, "pyro_loss": pyro_loss_step, "hand": hand_step}
+    variants["step"] = fit_svi_step(validate=False)
+    variants["step_validate"] = fit_svi_step(validate=True)
+    variants["hand"] = hand_step()
+    if bf16:
+        variants["step_bf16"] = fit_svi_step(validate=False, net_dtype=torch.bfloat16)
+        variants["hand_bf16"] = hand_step(torch.bfloat16)
+    return variants
 
 
 def check_same_objective(model, batch, gamma: float) -> dict:
@@ -187,13 +199,13 @@ def check_same_objective(model, batch, gamma: float) -> dict:
 
 
 def profile_svi(model, batch, gamma: float, steps: int, top: int = 25) -> dict:
-    """cProfile of ``steps`` SVI steps: the functions with the largest cumulative time (where Pyro's time goes)."""
+    """cProfile of ``steps`` training steps as ``fit_svi`` runs them: the functions with the largest cumulative time (where Pyro's time goes)."""
     variants = step_variants(model, batch, gamma)
-    variants["svi"]()
+    variants["step"]()
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(steps):
-        variants["svi"]()
+        variants["step"]()
     profiler.disable()
     out = {}
     for order in ("tottime", "cumulative"):
@@ -210,23 +222,27 @@ def profile_svi(model, batch, gamma: float, steps: int, top: int = 25) -> dict:
 
 def bench_overhead(device, rounds: int, warmup: int, batch_size: int = 256, gamma: float = 1.0) -> dict:
     out = {}
+    bf16 = device.type == "cuda"  # bf16 autocast is a GPU option; on CPU it only slows the products down
     for net in ("conv", "mlp"):
         model = full_model(net, 4, device)
         batch = random_batch(batch_size, device, torch.Generator().manual_seed(1))
         check = check_same_objective(model, batch, gamma)
-        times = interleave(step_variants(model, batch, gamma), rounds, warmup, device)
+        times = interleave(step_variants(model, batch, gamma, bf16=bf16), rounds, warmup, device)
         med = medians_ms(times)
         out[net] = {
             "median_ms": med,
+            "ratio_step_to_hand": round(med["step"] / med["hand"], 3),
+            "ratio_step_validate_to_hand": round(med["step_validate"] / med["hand"], 3),
             "ratio_svi_to_hand": round(med["svi"] / med["hand"], 3),
-            "ratio_pyro_loss_to_hand": round(med["pyro_loss"] / med["hand"], 3),
-            "ratio_svi_novalidate_to_hand": round(med["svi_novalidate"] / med["hand"], 3),
             "same_objective": check,
             "rounds": rounds,
         }
-        print(f"[overhead] {net}: {med}  svi/hand {out[net]['ratio_svi_to_hand']:.3f}  "
-              f"novalidate/hand {out[net]['ratio_svi_novalidate_to_hand']:.3f}  "
-              f"pyro_loss/hand {out[net]['ratio_pyro_loss_to_hand']:.3f}  (loss rel diff {check['rel_diff']:.1e})",
+        if bf16:
+            out[net]["ratio_step_bf16_to_hand_bf16"] = round(med["step_bf16"] / med["hand_bf16"], 3)
+            out[net]["ratio_step_bf16_to_step"] = round(med["step_bf16"] / med["step"], 3)
+        print(f"[overhead] {net}: {med}  step/hand {out[net]['ratio_step_to_hand']:.3f}  "
+              f"step_validate/hand {out[net]['ratio_step_validate_to_hand']:.3f}  "
+              f"svi/hand {out[net]['ratio_svi_to_hand']:.3f}  (loss rel diff {check['rel_diff']:.1e})",
               flush=True)
     return out
 
@@ -391,8 +407,8 @@ def plot(results: dict, path: Path) -> None:
     for net, target in (("conv", 1.05), ("mlp", 1.15)):
         if net in results.get("overhead", {}):
             row = results["overhead"][net]
-            bars += [row["ratio_svi_to_hand"], row["ratio_pyro_loss_to_hand"]]
-            labels += [f"{net}\nSVI/hand", f"{net}\nloss/hand"]
+            bars += [row["ratio_step_to_hand"], row["ratio_svi_to_hand"]]
+            labels += [f"{net}\nstep/hand", f"{net}\nSVI.step/hand"]
             targets += [target, target]
     for level in ("attribute_level", "full_model_conv_batch256"):
         row = results.get("k_scaling", {}).get(level)
@@ -444,11 +460,12 @@ def main(argv=None) -> dict:
                     "torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()},
         "quick": quick,
     }
-    results["overhead"] = bench_overhead(device, rounds=8 if quick else 30, warmup=2 if quick else 3)
+    gpu = device.type == "cuda"  # a GPU step takes milliseconds: full rounds even with --quick
+    results["overhead"] = bench_overhead(device, rounds=8 if quick and not gpu else 30, warmup=2 if quick else 3)
     model = full_model("mlp", 4, device)
     batch = random_batch(256, device, torch.Generator().manual_seed(1))
     results["overhead"]["svi_profile_mlp"] = profile_svi(model, batch, 1.0, steps=5 if quick else 20)
-    results["k_scaling"] = bench_k_scaling(device, rounds=6 if quick else 12, warmup=1 if quick else 2,
+    results["k_scaling"] = bench_k_scaling(device, rounds=6 if quick and not gpu else 12, warmup=1 if quick else 2,
                                            num_attr=3000)
     results["gamma_family"] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
                                                  attribute_steps=100 if quick else 600,

@@ -14,9 +14,18 @@ refuses), the optimizer state, the data order of the current epoch and every RNG
 NumPy, the data-order generator). ``resume_from`` continues from such a file; on CPU the resumed fit is
 bit-for-bit the uninterrupted one (tested).
 
-**Non-finite loss.** The loss is checked every step (``svi.step`` already returns it as a Python float) and
-the parameters before every state is written, so a NaN never reaches a checkpoint: the fit stops with a
-:class:`FloatingPointError` naming the step, γ, a hint and the last good training state.
+**No host-device sync per step.** A step is Pyro's ``SVI.step`` (trace the param sites, backward through
+``elbo.differentiable_loss``, ``ClippedAdam`` on the unconstrained params, zero their grads) except that the loss
+stays a device tensor. The losses of the steps since the last check are copied to the host together every
+``log_every`` steps, before every checkpoint and at the end; Pyro's argument validation (which syncs on CUDA)
+runs on those steps only.
+
+**Non-finite loss.** Every step's loss is checked at the next such point, and the parameters before every
+state is written, so a NaN never reaches a checkpoint: the fit stops with a :class:`FloatingPointError`
+naming the first step whose loss was not finite, γ, a hint and the last good training state.
+
+**Precision.** ``precision="bf16"`` runs the encoders and decoders under bf16 autocast
+(:mod:`cauvade_pyro.models.precision`); the log-likelihoods and the sum over c stay float32.
 """
 
 from __future__ import annotations
@@ -29,8 +38,11 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from pyro.infer import SVI
+from pyro import poutine
+from pyro.infer.util import zero_grads
 from tqdm.auto import tqdm
+
+from cauvade_pyro.models.precision import net_autocast, precision_dtype
 
 from .checkpoint import check_config_matches, load_checkpoint, save_checkpoint
 from .elbo import GammaEntropyELBO
@@ -116,9 +128,9 @@ def save_training_state(path, *, step: int, total: int, losses: list[float], opt
     })
 
 
-def _restore_training_state(path, state: dict, svi: SVI, optim, generator, warmup_batch) -> None:
+def _restore_training_state(path, state: dict, create_params: Callable, optim, generator) -> None:
     """Create the params by one loss evaluation, then overwrite them in place (modules keep their tensors)."""
-    svi.evaluate_loss(warmup_batch)
+    create_params()
     params = _unconstrained_params()
     missing = sorted(set(state["params"]) - set(params))
     extra = sorted(set(params) - set(state["params"]))
@@ -133,6 +145,18 @@ def _restore_training_state(path, state: dict, svi: SVI, optim, generator, warmu
             params[name].copy_(value)
     optim.set_state(state["optim"])
     set_rng_states(state["rng"], generator)
+
+
+def training_step(model: Callable, guide: Callable, elbo, optim, batch: Mapping[str, torch.Tensor], *,
+                  validate: bool = True, net_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """One step of ``pyro.infer.SVI.step`` that returns the loss as a detached device tensor (no host sync)."""
+    with poutine.trace(param_only=True) as param_capture, pyro.validation_enabled(validate), net_autocast(net_dtype):
+        loss = elbo.differentiable_loss(model, guide, batch)
+        loss.backward()
+    params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+    optim(params)
+    zero_grads(params)
+    return loss.detach()
 
 
 def _params_finite() -> bool:
@@ -160,11 +184,13 @@ def fit_svi(
     resume_from: str | Path | None = None,
     fingerprint: dict | None = None,
     hint: str = "try a lower learning rate or likelihood scale, or a smaller clip norm",
+    precision: str = "fp32",
 ) -> list[float]:
     """Fit ``model``/``guide`` to ``data`` (a dict of equal-length tensors) with SVI; return the logged losses.
 
     Give either ``steps`` (full-batch, or random minibatches of ``batch_size``) or ``epochs`` (shuffled passes).
-    A loss is logged every ``log_every`` steps. With ``checkpoint_path`` a training state is written every
+    A loss is logged every ``log_every`` steps; the host reads the losses only then (no sync per step).
+    ``precision="bf16"`` autocasts the networks (not the sum over c). With ``checkpoint_path`` a training state is written every
     ``checkpoint_every`` steps (0: only at the end); ``resume_from`` continues from one, after checking that
     its ``fingerprint`` (the config that determines the fit) equals this one's. A non-finite loss raises
     :class:`FloatingPointError` (one line: step, γ, ``hint``, the last good state).
@@ -177,10 +203,12 @@ def fit_svi(
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
+    net_dtype = precision_dtype(precision)
     batches_per_epoch = max(1, num_data // batch_size)
     total = steps if steps is not None else (epochs or 1) * batches_per_epoch
     optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm})
-    svi = SVI(model, guide, optim, loss=elbo)
     device = next(iter(data.values())).device
     losses: list[float] = []
     order = torch.arange(num_data, device=device)
@@ -191,8 +219,8 @@ def fit_svi(
             check_config_matches(resume_from, state["config"], fingerprint, what="training state")
         if state["total"] != total:
             raise ValueError(f"{resume_from}: training state is for {state['total']} steps, this fit has {total}")
-        _restore_training_state(resume_from, state, svi, optim, generator,
-                                to_float_images({k: v[:batch_size] for k, v in data.items()}))
+        warmup_batch = to_float_images({k: v[:batch_size] for k, v in data.items()})
+        _restore_training_state(resume_from, state, lambda: elbo.loss(model, guide, warmup_batch), optim, generator)
         start, losses, order = state["step"], list(state["losses"]), state["order"].to(device)
         last_good = f"{resume_from} (step {start})"
 
@@ -201,6 +229,20 @@ def fit_svi(
         where = desc if "γ" in desc else f"{desc}, γ={elbo.gamma:g}"
         return FloatingPointError(f"{what} at step {step} of {total} ({where}); {hint}; {kept}")
 
+    pending: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet read by the host
+
+    def check_pending() -> list[tuple[int, float]]:
+        """Read the pending losses in one transfer; the first non-finite one stops the fit."""
+        if not pending:
+            return []
+        values = torch.stack([loss for _, loss in pending]).tolist()
+        read = [(pending_step, value / batch_size) for (pending_step, _), value in zip(pending, values)]
+        pending.clear()
+        for pending_step, per_item in read:
+            if not math.isfinite(per_item):
+                raise stop(pending_step, f"non-finite loss ({per_item})")
+        return read
+
     bar = tqdm(range(start, total), desc=desc, disable=not progress, leave=False, dynamic_ncols=True,
                initial=start, total=total)
     for step in bar:
@@ -208,24 +250,30 @@ def fit_svi(
             batch = to_float_images(data)
         else:
             position = step % batches_per_epoch
-            if position == 0:
-                order = torch.randperm(num_data, generator=generator).to(device)
+            if position == 0:  # the data order comes from a CPU generator (resumable); pinned, it moves without a sync
+                order = torch.randperm(num_data, generator=generator)
+                order = order.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else order
             index = order[position * batch_size : (position + 1) * batch_size]
             batch = to_float_images({k: v[index] for k, v in data.items()})
+        done = step + 1
+        log_step = step % log_every == 0 or done == total
+        checkpoint_step = checkpoint_path is not None and (
+            done == total or (checkpoint_every and done % checkpoint_every == 0))
         try:
-            loss = svi.step(batch)  # a Python float already: checking it every step costs no extra sync
+            pending.append((step, training_step(model, guide, elbo, optim, batch, net_dtype=net_dtype,
+                                                validate=log_step or step == start)))
         except ValueError as error:  # torch's distribution checks refuse NaN arguments with a many-line message
             if "found invalid values" not in str(error) and _params_finite():
                 raise
+            check_pending()  # an earlier step's loss may already have been the first non-finite one
             raise stop(step, "non-finite values (a distribution refused its NaN or inf arguments)") from None
-        per_item = loss / batch_size
-        if not math.isfinite(per_item):
-            raise stop(step, f"non-finite loss ({per_item})")
-        if step % log_every == 0 or step == total - 1:
-            losses.append(per_item)
-            bar.set_postfix(loss=f"{per_item:.3f}")
-        done = step + 1
-        if checkpoint_path is not None and (done == total or (checkpoint_every and done % checkpoint_every == 0)):
+        if log_step or checkpoint_step:
+            for logged_step, per_item in check_pending():
+                if logged_step % log_every == 0 or logged_step == total - 1:
+                    losses.append(per_item)
+            if losses:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if checkpoint_step:
             if not _params_finite():
                 raise stop(step, "non-finite parameters")
             save_training_state(checkpoint_path, step=done, total=total, losses=losses, optim=optim, order=order,

@@ -207,6 +207,7 @@ def train_judge(
 
     generator = torch.Generator().manual_seed(seed)
     images, classes, hue_bins = _render_balanced(dataset, num_images, generator)
+    images, classes, hue_bins = images.to(device), classes.to(device), hue_bins.to(device)  # batches stay there
     optimizer = torch.optim.Adam(judge.parameters(), lr=_LEARNING_RATE)
     steps_per_epoch = num_images // _BATCH_SIZE
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -215,22 +216,21 @@ def train_judge(
     judge.train()
     progress = tqdm(total=epochs * steps_per_epoch, desc=prefix, leave=False, disable=None)
     for _ in range(epochs):
-        order = torch.randperm(num_images, generator=generator)
+        order = torch.randperm(num_images, generator=generator).to(device)
         for step in range(steps_per_epoch):
             index = order[step * _BATCH_SIZE : (step + 1) * _BATCH_SIZE]
             # One blur level per batch: cheap, and over the epoch it covers σ ∈ [0, max_blur_sigma].
             sigma = max_blur_sigma * float(torch.rand((), generator=generator))
-            batch = random_blur(images[index], sigma).to(device)
+            batch = random_blur(images[index], sigma)
             class_logits, hue_logits = judge(batch)
-            loss = F.cross_entropy(class_logits, classes[index].to(device)) + F.cross_entropy(
-                hue_logits, hue_bins[index].to(device)
-            )
+            loss = F.cross_entropy(class_logits, classes[index]) + F.cross_entropy(hue_logits, hue_bins[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if step % 20 == 0:  # reading the loss is a host-device sync: not every step
+                progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     progress.close()
     judge.eval()
 

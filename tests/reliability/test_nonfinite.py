@@ -14,14 +14,14 @@ def _xy():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_with_step_gamma_hint_and_keeps_the_last_state(tmp_path, monkeypatch, bad):
-    original, calls = GammaEntropyELBO.loss_and_grads, {"n": 0}
+    original, calls = GammaEntropyELBO.differentiable_loss, {"n": 0}
 
     def poisoned(self, *args, **kwargs):
         calls["n"] += 1
         loss = original(self, *args, **kwargs)
-        return bad if calls["n"] == 13 else loss  # step 12 (0-based) blows up
+        return loss + bad if calls["n"] == 13 else loss  # step 12 (0-based) blows up; read at step 14's checkpoint
 
-    monkeypatch.setattr(GammaEntropyELBO, "loss_and_grads", poisoned)
+    monkeypatch.setattr(GammaEntropyELBO, "differentiable_loss", poisoned)
     state = tmp_path / "train_state.pt"
     with pytest.raises(FloatingPointError) as error:
         fit_attribute_member(AttributeMixture(3, 3, 4), *_xy(), gamma=2.0, seed=0, steps=30, progress=False,

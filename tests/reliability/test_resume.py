@@ -5,6 +5,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+import cauvade_pyro.inference.train as train_module
 from cauvade_pyro.inference import GammaEntropyELBO, fit_attribute_member, fit_svi, load_checkpoint, seed_everything
 from cauvade_pyro.models import AttributeMixture
 
@@ -46,16 +47,16 @@ def _tiny_fit(data, **kwargs):
 
 
 def _interrupt_after(monkeypatch, calls: int):
-    """Make the `calls`-th SVI step raise, as a kill would stop the process there."""
-    original, count = pyro.infer.SVI.step, {"n": 0}
+    """Make the `calls`-th training step raise, as a kill would stop the process there."""
+    original, count = train_module.training_step, {"n": 0}
 
-    def step(self, *args, **kwargs):
+    def step(*args, **kwargs):
         count["n"] += 1
         if count["n"] == calls:
             raise Interrupt
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(pyro.infer.SVI, "step", step)
+    monkeypatch.setattr(train_module, "training_step", step)
 
 
 def test_resumed_minibatch_fit_equals_uninterrupted_run(tmp_path, monkeypatch):

@@ -1,0 +1,101 @@
+"""The training step and loop: Pyro's SVI step without a host read per step, deferred loss checks, precision."""
+
+import pyro
+import pytest
+import torch
+
+import cauvade_pyro.inference.train as train_module
+from cauvade_pyro.inference import GammaEntropyELBO, fit_svi, seed_everything
+from cauvade_pyro.inference.train import training_step
+from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel
+from cauvade_pyro.models.precision import net_autocast
+
+
+def _model_and_batch(seed: int = 0):
+    torch.manual_seed(seed)
+    model = ConfoundedAttributesModel(AttributeMixture(3, 3, 4), ConditionalImageModel(3, 4, (3, 28, 28), net="mlp"))
+    g = torch.Generator().manual_seed(seed)
+    batch = {"x": torch.randint(0, 3, (32,), generator=g), "y": torch.randint(0, 4, (32,), generator=g),
+             "image": torch.rand(32, 3, 28, 28, generator=g)}
+    return model, batch
+
+
+def test_training_step_is_the_svi_step():
+    model, batch = _model_and_batch()
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    runs = []
+    for use_svi in (True, False):
+        model.load_state_dict(reference)
+        pyro.clear_param_store()
+        pyro.set_rng_seed(1)
+        optim, elbo = pyro.optim.ClippedAdam({"lr": 0.01}), GammaEntropyELBO(gamma=1.5)
+        svi = pyro.infer.SVI(model.model, model.guide, optim, loss=elbo)
+        losses = [svi.step(batch) if use_svi else training_step(model.model, model.guide, elbo, optim, batch)
+                  for _ in range(3)]
+        runs.append(([float(v) for v in losses], {k: v.clone() for k, v in model.state_dict().items()}))
+    (svi_losses, svi_state), (step_losses, step_state) = runs
+    assert step_losses == svi_losses
+    assert all(torch.equal(svi_state[k], step_state[k]) for k in svi_state)
+    assert any(not torch.equal(svi_state[k], reference[k]) for k in svi_state)  # the steps did move the params
+
+
+def test_losses_are_read_at_log_steps_and_equal_the_step_losses(monkeypatch):
+    mixture = AttributeMixture(3, 3, 4)
+    mixture.reset_parameters(torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randint(0, 3, (50,), generator=g), "y": torch.randint(0, 4, (50,), generator=g)}
+    seen = []
+    original = train_module.training_step
+
+    def recording(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        assert torch.is_tensor(loss) and not loss.requires_grad  # handed back on the device, not as a float
+        seen.append((float(loss) / 50, kwargs["validate"]))
+        return loss
+
+    monkeypatch.setattr(train_module, "training_step", recording)
+    seed_everything(0)
+    pyro.clear_param_store()
+    losses = fit_svi(mixture.model, mixture.guide, data, GammaEntropyELBO(gamma=1.0), steps=12, lr=0.05,
+                     log_every=5, progress=False)
+    assert losses == [seen[i][0] for i in (0, 5, 10, 11)]
+    assert [i for i, (_, validated) in enumerate(seen) if validated] == [0, 5, 10, 11]
+
+
+def test_bad_log_every_and_precision_are_one_line_errors():
+    mixture = AttributeMixture(2, 2, 2)
+    data = {"x": torch.tensor([0, 1]), "y": torch.tensor([1, 0])}
+    with pytest.raises(ValueError, match="log_every must be >= 1"):
+        fit_svi(mixture.model, mixture.guide, data, GammaEntropyELBO(), steps=2, log_every=0, progress=False)
+    with pytest.raises(ValueError, match=r"precision must be one of \['bf16', 'fp32'\], got 'fp8'"):
+        fit_svi(mixture.model, mixture.guide, data, GammaEntropyELBO(), steps=2, precision="fp8", progress=False)
+
+
+def test_bf16_autocasts_the_networks_but_not_the_sum_over_c():
+    model, batch = _model_and_batch()
+    x, y, image = batch["x"], batch["y"], batch["image"]
+    with net_autocast(torch.bfloat16):
+        loc, scale = model.image_model.encode(image, x, y)
+        attribute_log_prob = model.attributes.log_prob_xy(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inner = model.image_model.encoder(image)
+    assert inner.dtype == torch.bfloat16  # the nets' own products do run in bf16 under autocast
+    assert loc.dtype == scale.dtype == torch.float32  # but hand float32 back
+    assert torch.equal(attribute_log_prob, model.attributes.log_prob_xy(x, y))  # no network: bit-for-bit
+    loc32, _ = model.image_model.encode(image, x, y)
+    assert not torch.equal(loc, loc32) and torch.allclose(loc, loc32, atol=0.05)
+
+
+def test_bf16_fit_runs_and_stays_close_to_fp32():
+    model, batch = _model_and_batch()
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    results = {}
+    for precision in ("fp32", "bf16"):
+        model.load_state_dict(reference)
+        seed_everything(0)
+        pyro.clear_param_store()
+        results[precision] = fit_svi(model.model, model.guide, batch, GammaEntropyELBO(gamma=1.0), steps=6,
+                                     lr=1e-3, log_every=1, progress=False, precision=precision)
+    fp32, bf16 = torch.tensor(results["fp32"]), torch.tensor(results["bf16"])
+    assert torch.isfinite(bf16).all() and not torch.equal(fp32, bf16)
+    assert torch.allclose(fp32, bf16, rtol=0.01)
