@@ -7,12 +7,17 @@ from .elbo import GammaEntropyELBO
 from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
 from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response
+from .latent_family import base_state, fine_tune_member, fit_latent_base, warm_start
 from .intervene import intervene, sample_conditional, sample_observational
 from .train import fit_diagram, fit_svi, resolve_device, seed_everything, to_float_images
 from .loglik import attribute_loglik, iwae_image_loglik, table_loglik
 
 __all__ = [
     "AmortizedGuide",
+    "base_state",
+    "fine_tune_member",
+    "fit_latent_base",
+    "warm_start",
     "FORMAT_VERSION",
     "GammaEntropyELBO",
     "cell_counts",
