@@ -26,6 +26,8 @@ NETS = ("conv", "mlp")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 ATTRIBUTE_OBJECTIVES = ("pyro", "counts")
+PRECISIONS = ("fp32", "bf16")
+SWEEPS = ("independent", "shared")
 
 
 class ConfigError(ValueError):
@@ -97,6 +99,14 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.inference.get("attribute_objective", "pyro") not in ATTRIBUTE_OBJECTIVES:
         raise ConfigError(f"inference.attribute_objective must be one of {ATTRIBUTE_OBJECTIVES}, "
                           f"got {cfg.inference.attribute_objective!r}")
+    if cfg.inference.get("precision", "fp32") not in PRECISIONS:
+        raise ConfigError(f"inference.precision must be one of {PRECISIONS}, got {cfg.inference.precision!r}")
+    if cfg.inference.get("sweep", "independent") not in SWEEPS:
+        raise ConfigError(f"inference.sweep must be one of {SWEEPS}, got {cfg.inference.sweep!r}")
+    if "member_epochs" in cfg.inference:
+        member_epochs = _number(cfg, "inference.member_epochs")
+        if member_epochs < 1 or not float(member_epochs).is_integer():
+            raise ConfigError(f"inference.member_epochs must be an integer >= 1, got {member_epochs}")
     if cfg.model.diagram not in DIAGRAMS:
         raise ConfigError(f"model.diagram must be one of {DIAGRAMS}, got {cfg.model.diagram!r}")
     if _number(cfg, "model.image.eps_dim") < 1:

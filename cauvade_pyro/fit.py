@@ -109,30 +109,39 @@ def _fit_latent_response(cfg, dataset, device, out_dir: Path):
 
     from cauvade_pyro.evaluate import evaluate_latent_response
     from cauvade_pyro.inference import GammaEntropyELBO, fit_svi, init_latent_response, save_checkpoint, seed_everything
-    from cauvade_pyro.members import image_nan_hint
-    from cauvade_pyro.models import LatentResponseModel
+    from cauvade_pyro.members import build_latent_response, image_nan_hint
 
-    image = cfg.model.image
-    model = LatentResponseModel(
-        int(cfg.model.K), dataset.num_classes, dataset.image_shape, r_dim=int(cfg.model.r_dim),
-        eps_dim=int(image.eps_dim), net=image.net, likelihood=image.likelihood, kl_weight=float(image.kl_weight),
-    ).to(device)
+    model = build_latent_response(cfg, dataset.num_classes, dataset.image_shape).to(device)
     train = {k: dataset.train[k].to(device) for k in ("x", "image")}
     batch, lr, seed = int(cfg.inference.batch_size), float(cfg.inference.image_lr), int(cfg.seed)
-    init_latent_response(model, train, warmup_epochs=int(cfg.model.warmup_epochs), batch_size=batch, lr=lr,
-                         seed=seed, progress=cfg.progress)
-    losses = fit_svi(model.model, model.guide, train, GammaEntropyELBO(gamma=float(cfg.inference.gamma)),
-                     epochs=int(cfg.inference.image_epochs), batch_size=batch, lr=lr,
-                     clip_norm=float(cfg.inference.clip_norm),
-                     generator=torch.Generator().manual_seed(seed), progress=cfg.progress, desc="latent response",
-                     **_resume_options(cfg, out_dir, image_nan_hint(cfg)))
+    info = {}
+    if cfg.inference.get("sweep", "independent") == "shared":
+        from cauvade_pyro.inference import fine_tune_member
+        from cauvade_pyro.members import load_state, shared_latent_base
+
+        base, base_path, trained = shared_latent_base(cfg, dataset, device, progress=cfg.progress)
+        log.info("shared latent-response base %s (%s)", base_path, "trained" if trained else "loaded from cache")
+        load_state(model, base, base_path)  # a base that does not fit this model: one line, before any training
+        losses = fine_tune_member(model, base, train, gamma=float(cfg.inference.gamma),
+                                  epochs=int(cfg.inference.get("member_epochs", 1)), batch_size=batch, lr=lr, seed=seed,
+                                  clip_norm=float(cfg.inference.clip_norm), progress=cfg.progress,
+                                  **_resume_options(cfg, out_dir, image_nan_hint(cfg)))
+        info = {"sweep": "shared", "base": str(base_path), "member_epochs": int(cfg.inference.get("member_epochs", 1))}
+    else:
+        init_latent_response(model, train, warmup_epochs=int(cfg.model.warmup_epochs), batch_size=batch, lr=lr,
+                             seed=seed, progress=cfg.progress)
+        losses = fit_svi(model.model, model.guide, train, GammaEntropyELBO(gamma=float(cfg.inference.gamma)),
+                         epochs=int(cfg.inference.image_epochs), batch_size=batch, lr=lr,
+                         clip_norm=float(cfg.inference.clip_norm),
+                         generator=torch.Generator().manual_seed(seed), progress=cfg.progress,
+                         desc="latent response", **_resume_options(cfg, out_dir, image_nan_hint(cfg)))
     model.eval()
     save_checkpoint(out_dir / "checkpoint.pt", {
         "kind": "latent_response_member", "config": OmegaConf.to_container(cfg, resolve=True),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
     })
     seed_everything(seed)
-    return model, {"loss_final": losses[-1]}, evaluate_latent_response
+    return model, {"loss_final": losses[-1], **info}, evaluate_latent_response
 
 
 def run(cfg: DictConfig) -> dict:

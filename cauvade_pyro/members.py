@@ -2,7 +2,9 @@
 
 For the default diagram one image model p(image | x, y) is shared by every member of a family: it is cached
 under ``cache_dir/image_models/`` keyed by everything that determines it (dataset, image net, training
-settings, image seed), and a member's checkpoint points to it by path and key.
+settings, image seed), and a member's checkpoint points to it by path and key. For the latent-response
+diagram with ``inference.sweep=shared``, the γ = 0 base every member is fine-tuned from is cached the same way
+under ``cache_dir/latent_bases/`` (:func:`shared_latent_base`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cauvade_pyro.inference import fit_image_model, load_checkpoint, save_checkpoint
+from cauvade_pyro.inference import fit_image_model, fit_latent_base, load_checkpoint, save_checkpoint
 from cauvade_pyro.inference.checkpoint import check_config_matches
-from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel
+from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel, LatentResponseModel
 
 
 log = logging.getLogger("cauvade_pyro.fit")
@@ -44,6 +46,8 @@ def image_model_key(cfg: DictConfig) -> str:
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "version": 1,
     }
+    if inference.get("precision", "fp32") != "fp32":  # fp32 keys stay those of the models cached before the option
+        spec["training"]["precision"] = inference.precision
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -54,7 +58,12 @@ RUNTIME_KEYS = ("eval", "progress", "torch_threads", "device", "cache_dir", "res
 def fit_fingerprint(cfg: DictConfig) -> dict:
     """The configuration a training state must match to be resumed (everything but runtime settings)."""
     plain = {k: v for k, v in _plain(cfg).items() if k not in RUNTIME_KEYS}
-    plain["inference"] = {k: v for k, v in plain["inference"].items() if k != "checkpoint_every"}
+    # sweep and member_epochs determine only a shared-sweep fit (a training state written before they existed
+    # still resumes an independent one)
+    drop = ("checkpoint_every",) + (() if plain["inference"].get("sweep") == "shared" else ("sweep", "member_epochs"))
+    if plain["inference"].get("precision", "fp32") == "fp32":  # likewise for states written before precision
+        drop += ("precision",)
+    plain["inference"] = {k: v for k, v in plain["inference"].items() if k not in drop}
     return plain
 
 
@@ -111,6 +120,7 @@ def shared_image_model(
         lr=float(inference.image_lr), seed=int(inference.image_seed), clip_norm=float(inference.clip_norm),
         progress=progress, checkpoint_path=partial, checkpoint_every=int(inference.checkpoint_every),
         resume_from=resume_from, fingerprint={"image_model_key": key}, hint=image_nan_hint(cfg),
+        precision=str(inference.get("precision", "fp32")),
     )
     save_checkpoint(path, {
         "kind": "image_model", "key": key, "config": _plain(cfg),
@@ -175,3 +185,60 @@ def load_member(
     attributes = build_attributes(cfg, num_x, num_y)
     load_state(attributes, payload["attributes"], path)
     return ConfoundedAttributesModel(attributes, image_model).to(device).eval()
+
+
+def latent_base_key(cfg: DictConfig) -> str:
+    """Hash of everything the shared latent-response base depends on (not γ, not the member seed, not the
+    device, not ``member_epochs``)."""
+    inference = cfg.inference
+    spec = {
+        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download")},
+        "model": {k: v for k, v in _plain(cfg.model).items() if k != "image"},
+        "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
+        "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
+        "kind": "latent_response_base",
+        "version": 1,
+    }
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_latent_response(cfg: DictConfig, num_x: int, image_shape) -> LatentResponseModel:
+    image = cfg.model.image
+    return LatentResponseModel(
+        int(cfg.model.K), num_x, tuple(image_shape), r_dim=int(cfg.model.r_dim), eps_dim=int(image.eps_dim),
+        net=image.net, likelihood=image.likelihood, kl_weight=float(image.kl_weight),
+    )
+
+
+def shared_latent_base(cfg: DictConfig, dataset, device: torch.device, progress: bool = True):
+    """Load the cached γ = 0 base of a latent-response family for ``cfg``, or train and cache it.
+
+    Returns ``(state_dict, path, trained)``; the state dict holds CPU tensors. The base is the warm-up, the GMM
+    init and ``inference.image_epochs`` epochs at γ = 0 with seed ``inference.image_seed``
+    (:func:`~cauvade_pyro.inference.fit_latent_base`). A killed run resumes from ``latent-<key>.pt.partial``.
+    """
+    key = latent_base_key(cfg)
+    path = Path(cfg.cache_dir) / "latent_bases" / f"latent-{key}.pt"
+    if path.is_file():
+        payload = load_checkpoint(path, kind="latent_response_base")
+        if payload.get("key") != key:
+            raise ValueError(f"{path} holds the base for key {payload.get('key')!r}, expected {key!r}")
+        return payload["state_dict"], path, False
+    partial = path.with_name(path.name + ".partial")
+    resume_from = partial if cfg.resume is not False and partial.is_file() else None
+    if resume_from is not None:
+        log.info("resuming the shared latent-response base from %s", partial)
+    model = build_latent_response(cfg, dataset.num_classes, dataset.image_shape).to(device)
+    train = {k: dataset.train[k].to(device) for k in ("x", "image")}
+    inference = cfg.inference
+    fit_latent_base(
+        model, train, warmup_epochs=int(cfg.model.warmup_epochs), epochs=int(inference.image_epochs),
+        batch_size=int(inference.batch_size), lr=float(inference.image_lr), seed=int(inference.image_seed),
+        clip_norm=float(inference.clip_norm), progress=progress, checkpoint_path=partial,
+        checkpoint_every=int(inference.checkpoint_every), resume_from=resume_from,
+        fingerprint={"latent_base_key": key}, hint=image_nan_hint(cfg),
+    )
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    save_checkpoint(path, {"kind": "latent_response_base", "key": key, "config": _plain(cfg), "state_dict": state})
+    partial.unlink(missing_ok=True)
+    return state, path, True
