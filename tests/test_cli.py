@@ -74,6 +74,26 @@ def test_latent_response_diagram_runs(tmp_path):
     assert (run_dir / "metrics.json").is_file() and (run_dir / "samples.png").is_file()
 
 
+def test_latent_response_shared_sweep_trains_the_base_once_and_fine_tunes_each_member(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    tiny = [arg for arg in TINY if not arg.startswith(("dataset.num_train", "inference.attribute_steps"))]
+    result = run_fit(["-m", *tiny, "dataset.num_train=300", "model=latent_response", "model.warmup_epochs=1",
+                      "inference.sweep=shared", "inference.batch_size=64", "inference.gamma=-1,2", "seed=0",
+                      f"hydra.sweep.dir={sweep_dir}",
+                      "hydra.sweep.subdir=${hydra.job.num}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+    assert len(metrics) == 2 and {m["gamma"] for m in metrics} == {-1.0, 2.0}
+    assert {m["sweep"] for m in metrics} == {"shared"} and {m["member_epochs"] for m in metrics} == {1}
+    bases = list((tmp_path / "cache" / "latent_bases").glob("latent-*.pt"))
+    assert len(bases) == 1 and {m["base"] for m in metrics} == {str(bases[0])}
+    logs = "".join(p.read_text() for p in sweep_dir.glob("*/fit.log"))
+    assert logs.count("(trained)") == 1 and logs.count("(loaded from cache)") == 1, logs
+    states = [torch.load(p, weights_only=True)["state_dict"] for p in sorted(sweep_dir.glob("*/checkpoint.pt"))]
+    # each member is fine-tuned at its own γ (4 steps: the first Adam step alone is lr·sign(grad) for any γ)
+    assert not torch.equal(states[0]["r_loc"], states[1]["r_loc"])
+
+
 @pytest.mark.parametrize(
     "override, key",
     [

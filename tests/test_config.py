@@ -1,0 +1,33 @@
+"""inference.sweep and inference.member_epochs: checked at start-up, one line naming the key."""
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from cauvade_pyro.config import ConfigError, validate_config
+
+
+def composed(*overrides):
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["inference.sweep=both"], "inference.sweep must be one of ('independent', 'shared'), got 'both'"),
+        (["inference.member_epochs=0"], "inference.member_epochs must be an integer >= 1, got 0"),
+        (["inference.member_epochs=1.5"], "inference.member_epochs must be an integer >= 1, got 1.5"),
+        (["inference.member_epochs=many"], "inference.member_epochs must be a number"),
+    ],
+)
+def test_bad_sweep_settings_are_one_line(overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        validate_config(composed("model=latent_response", *overrides))
+    assert len(str(error.value).splitlines()) == 1 and expected in str(error.value), error.value
+
+
+@pytest.mark.parametrize("model", ["latent_response", "confounded_attributes"])
+def test_shared_sweep_is_accepted_on_both_diagrams(model):
+    cfg = composed(f"model={model}", "inference.sweep=shared", "inference.member_epochs=3")
+    validate_config(cfg)
+    assert composed().inference.sweep == "independent" and composed().inference.member_epochs == 1

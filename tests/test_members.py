@@ -1,0 +1,61 @@
+"""The shared γ = 0 base of a latent-response family (cauvade_pyro.members.shared_latent_base): trained once,
+cached under a key of everything that determines it, loaded by later members."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from cauvade_pyro.fit import build_dataset
+from cauvade_pyro.members import fit_fingerprint, latent_base_key, shared_latent_base
+
+TINY = ["model=latent_response", "model.image.net=mlp", "model.warmup_epochs=1", "dataset.num_train=64",
+        "dataset.num_test=16", "inference.image_epochs=1", "inference.batch_size=16", "inference.sweep=shared",
+        "progress=false"]
+
+
+def config(tmp_path, *overrides):
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[*TINY, f"cache_dir={tmp_path / 'cache'}", *overrides])
+
+
+def test_base_is_trained_once_and_loaded_by_later_members(tmp_path):
+    cfg = config(tmp_path, "inference.gamma=2", "seed=1")
+    dataset = build_dataset(cfg)
+    first, path, trained = shared_latent_base(cfg, dataset, torch.device("cpu"), progress=False)
+    assert trained and path.is_file() and path.parent.name == "latent_bases"
+    assert not path.with_name(path.name + ".partial").exists()
+    written = path.stat().st_mtime_ns
+    other_member = config(tmp_path, "inference.gamma=-1", "seed=4", "inference.member_epochs=3")
+    second, second_path, trained = shared_latent_base(other_member, dataset, torch.device("cpu"), progress=False)
+    assert not trained and second_path == path and path.stat().st_mtime_ns == written
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_base_key_follows_what_determines_the_base(tmp_path):
+    key = latent_base_key(config(tmp_path))
+    # γ, the member seed, member_epochs, the device and the dataset's location do not change the base
+    for same in (["inference.gamma=3"], ["seed=7"], ["inference.member_epochs=4"], ["device=cpu"],
+                 ["torch_threads=1"]):
+        assert latent_base_key(config(tmp_path, *same)) == key, same
+    for other in (["inference.image_epochs=2"], ["inference.image_seed=1"], ["inference.image_lr=0.001"],
+                  ["inference.batch_size=32"], ["inference.clip_norm=5"], ["model.K=3"], ["model.r_dim=3"],
+                  ["model.warmup_epochs=2"], ["model.image.eps_dim=2"], ["dataset.seed=1"],
+                  ["dataset.num_train=65"]):
+        assert latent_base_key(config(tmp_path, *other)) != key, other
+
+
+def test_sweep_keys_enter_the_resume_fingerprint_only_for_a_shared_sweep(tmp_path):
+    shared = fit_fingerprint(config(tmp_path))
+    assert shared["inference"]["sweep"] == "shared" and shared["inference"]["member_epochs"] == 1
+    independent = fit_fingerprint(config(tmp_path, "inference.sweep=independent", "inference.member_epochs=5"))
+    assert "sweep" not in independent["inference"] and "member_epochs" not in independent["inference"]
+
+
+def test_a_cached_base_of_another_shape_is_refused_in_one_line(tmp_path):
+    from cauvade_pyro.inference import save_checkpoint
+
+    cfg = config(tmp_path)
+    path = tmp_path / "cache" / "latent_bases" / f"latent-{latent_base_key(cfg)}.pt"
+    save_checkpoint(path, {"kind": "image_model", "key": latent_base_key(cfg), "state_dict": {}})
+    with pytest.raises(ValueError, match="expected 'latent_response_base'"):
+        shared_latent_base(cfg, build_dataset(cfg), torch.device("cpu"), progress=False)
