@@ -194,7 +194,8 @@ class ConditionalImageModel(nn.Module):
     def sample_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         """The sites ε and image; call inside the data plate."""
         pyro.module("image_model", self)
-        prior = dist.Normal(x.new_zeros((), dtype=torch.get_default_dtype()), 1.0)
+        zero = x.new_zeros((), dtype=torch.get_default_dtype())
+        prior = dist.Normal(zero, zero + 1.0)  # a Python 1.0 would be copied to the GPU: a host-device sync
         with poutine.scale(scale=self.kl_weight):
             eps = pyro.sample("eps", prior.expand([self.eps_dim]).to_event(1))
         logits = self.decoder(self.condition(x, y), eps)

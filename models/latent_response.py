@@ -79,14 +79,15 @@ class LatentResponseModel(nn.Module):
         with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
             if self.warmup:
                 x = data["x"]
-                r_prior = dist.Normal(self.r_loc.new_zeros(self.r_dim), 1.0).to_event(1)
+                r_prior = dist.Normal(self.r_loc.new_zeros(self.r_dim), self.r_loc.new_ones(self.r_dim)).to_event(1)
             else:
                 c = confounder("c", self.pi_logits)
                 x = pyro.sample("x", dist.Categorical(logits=self.x_logits[c]), obs=data.get("x"))
                 r_prior = dist.Normal(self.r_loc[c, x], self.r_log_scale[c, x].exp()).to_event(1)
             r = pyro.sample("r", r_prior)
             with poutine.scale(scale=self.kl_weight):
-                eps = pyro.sample("eps", dist.Normal(self.r_loc.new_zeros(self.eps_dim), 1.0).to_event(1))
+                eps_prior = dist.Normal(self.r_loc.new_zeros(self.eps_dim), self.r_loc.new_ones(self.eps_dim))
+                eps = pyro.sample("eps", eps_prior.to_event(1))
             logits = self.decoder(self._condition(x, r), eps)
             if data.get("image") is None:
                 pyro.deterministic("image_mean", torch.sigmoid(logits), event_dim=3)

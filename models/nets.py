@@ -60,6 +60,8 @@ def image_likelihood(kind: str, logits: torch.Tensor, pixel_scale: torch.Tensor 
     elif kind == "continuous_bernoulli":
         base = dist.ContinuousBernoulli(logits=logits, validate_args=False)
     else:
+        if not torch.is_tensor(pixel_scale):  # a Python number would be copied to the GPU: a host-device sync
+            pixel_scale = logits.new_full((), pixel_scale)
         base = dist.Normal(torch.sigmoid(logits), pixel_scale, validate_args=False)
     return base.to_event(3)
 

@@ -99,3 +99,46 @@ def test_bf16_fit_runs_and_stays_close_to_fp32():
     fp32, bf16 = torch.tensor(results["fp32"]), torch.tensor(results["bf16"])
     assert torch.isfinite(bf16).all() and not torch.equal(fp32, bf16)
     assert torch.allclose(fp32, bf16, rtol=0.01)
+
+
+class _WouldSync(torch.overrides.TorchFunctionMode):
+    """Records the calls that make a CUDA program wait for the device: reading a value back (item, tolist,
+    bool, float, int, nonzero) or copying a Python number to the device (torch.tensor of non-empty data)."""
+
+    READS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "nonzero", "cpu", "numpy"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in self.READS:
+            self.calls.append(name)
+        elif func is torch.tensor:
+            data = args[0] if args else kwargs.get("data")
+            if not torch.is_tensor(data) and data != ():  # pyro.plate makes an empty CPU tensor: no copy
+                self.calls.append(f"torch.tensor({data!r})")
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("diagram", ["default_conv", "default_mlp", "attributes"])
+def test_a_training_step_would_not_sync_a_gpu(diagram):
+    """What tests/test_cuda.py checks with CUDA's sync debug mode, checked here on CPU by the calls made."""
+    if diagram == "attributes":
+        model = AttributeMixture(10, 3, 4)
+        g = torch.Generator().manual_seed(0)
+        batch = {"x": torch.randint(0, 3, (32,), generator=g), "y": torch.randint(0, 4, (32,), generator=g)}
+    else:
+        model, batch = _model_and_batch()
+        if diagram == "default_conv":
+            model = ConfoundedAttributesModel(model.attributes, ConditionalImageModel(3, 4, (3, 28, 28), net="conv"))
+    optim, elbo = pyro.optim.ClippedAdam({"lr": 1e-3}), GammaEntropyELBO(gamma=1.0)
+    training_step(model.model, model.guide, elbo, optim, batch)  # the first step creates the params
+    with _WouldSync() as audit:
+        loss = training_step(model.model, model.guide, elbo, optim, batch, validate=False)
+    assert audit.calls == [], audit.calls
+    with _WouldSync() as audit:  # the audit does see a read-back
+        float(loss)
+    assert audit.calls
