@@ -155,6 +155,7 @@ def run(cfg: DictConfig) -> dict:
 
     from cauvade_pyro.inference import resolve_device, seed_everything
     from cauvade_pyro.metrics import train_judge
+    from cauvade_pyro.models.precision import net_autocast, precision_dtype
     from cauvade_pyro.plots import save_effect_plot, save_sample_grids
 
     device = resolve_device(str(cfg.device))
@@ -168,7 +169,9 @@ def run(cfg: DictConfig) -> dict:
     judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=int(cfg.eval.judge_images),
                         epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
     fitter = _fit_confounded_attributes if cfg.model.diagram == "confounded_attributes" else _fit_latent_response
-    model, fit_info, evaluate = fitter(cfg, dataset, device, out_dir)
+    # inference.precision=bf16: every network of the fit (warm-up and shared bases included) under bf16 autocast
+    with net_autocast(precision_dtype(str(cfg.inference.get("precision", "fp32")))):
+        model, fit_info, evaluate = fitter(cfg, dataset, device, out_dir)
     evaluation, panels = evaluate(model, dataset, judge, int(cfg.eval.num_samples), int(cfg.eval.grid_samples))
     title = f"{cfg.model.diagram}  γ={float(cfg.inference.gamma):g}  seed={int(cfg.seed)}  K={int(cfg.model.K)}"
     save_sample_grids(out_dir / "samples.png", panels, dataset.class_names, title)
@@ -180,6 +183,7 @@ def run(cfg: DictConfig) -> dict:
         "diagram": cfg.model.diagram,
         "dataset": cfg.dataset.name,
         "device": str(device),
+        "precision": str(cfg.inference.get("precision", "fp32")),
         **fit_info,
         **evaluation,
         "wall_time_s": round(time.perf_counter() - started, 1),

@@ -199,6 +199,8 @@ def latent_base_key(cfg: DictConfig) -> str:
         "kind": "latent_response_base",
         "version": 1,
     }
+    if inference.get("precision", "fp32") != "fp32":
+        spec["training"]["precision"] = inference.precision
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

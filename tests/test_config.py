@@ -1,4 +1,4 @@
-"""inference.sweep and inference.member_epochs: checked at start-up, one line naming the key."""
+"""inference.sweep, inference.member_epochs and inference.precision: checked at start-up, one line naming the key."""
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -31,3 +31,18 @@ def test_shared_sweep_is_accepted_on_both_diagrams(model):
     cfg = composed(f"model={model}", "inference.sweep=shared", "inference.member_epochs=3")
     validate_config(cfg)
     assert composed().inference.sweep == "independent" and composed().inference.member_epochs == 1
+
+
+def test_precision_is_checked_and_keys_only_what_it_changes():
+    from cauvade_pyro.members import fit_fingerprint, image_model_key, latent_base_key
+
+    with pytest.raises(ConfigError, match=r"^inference.precision must be one of \('fp32', 'bf16'\), got 'fp16'$"):
+        validate_config(composed("inference.precision=fp16"))
+    fp32, bf16 = composed(), composed("inference.precision=bf16")
+    validate_config(bf16)
+    assert fp32.inference.precision == "fp32"
+    # a bf16-trained image model or base is another cached model; fp32 keys are those from before the option
+    assert image_model_key(fp32) != image_model_key(bf16)
+    assert latent_base_key(fp32) != latent_base_key(bf16)
+    assert "precision" not in fit_fingerprint(fp32)["inference"]
+    assert fit_fingerprint(bf16)["inference"]["precision"] == "bf16"
