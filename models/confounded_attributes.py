@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn.functional import one_hot
 
 from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, make_encoder
-from .primitives import DATA_PLATE, confounder, data_size
+from .primitives import DATA_PLATE, confounder, data_size, register_params
 
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
@@ -193,7 +193,7 @@ class ConditionalImageModel(nn.Module):
 
     def sample_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         """The sites ε and image; call inside the data plate."""
-        pyro.module("image_model", self)
+        register_params("image_model", self, ("decoder",), own=True)  # the guide registers encoder and head
         zero = x.new_zeros((), dtype=torch.get_default_dtype())
         prior = dist.Normal(zero, zero + 1.0)  # a Python 1.0 would be copied to the GPU: a host-device sync
         with poutine.scale(scale=self.kl_weight):
@@ -208,7 +208,7 @@ class ConditionalImageModel(nn.Module):
         return self.head(torch.cat([self.encoder(image), self.condition(x, y)], -1))
 
     def guide_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        pyro.module("image_model", self)
+        register_params("image_model", self, ("encoder", "head"))
         loc, scale = self.encode(image, x, y)
         with poutine.scale(scale=self.kl_weight):
             return pyro.sample("eps", dist.Normal(loc, scale).to_event(1))

@@ -34,7 +34,7 @@ from torch.nn.functional import one_hot
 
 from .confounded_attributes import LIKELIHOODS
 from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, make_encoder
-from .primitives import DATA_PLATE, confounder, data_size
+from .primitives import DATA_PLATE, confounder, data_size, register_params
 
 
 class LatentResponseModel(nn.Module):
@@ -75,7 +75,7 @@ class LatentResponseModel(nn.Module):
 
     def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
         data = data or {}
-        pyro.module("latent_response", self)
+        register_params("latent_response", self, ("decoder",), own=True)  # the guide registers encoder and head
         with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
             if self.warmup:
                 x = data["x"]
@@ -102,7 +102,7 @@ class LatentResponseModel(nn.Module):
         data = data or {}
         if data.get("image") is None:
             return
-        pyro.module("latent_response", self)
+        register_params("latent_response", self, ("encoder", "head"))
         with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
             loc, scale = self.encode(data["image"], data["x"])
             pyro.sample("r", dist.Normal(loc[..., : self.r_dim], scale[..., : self.r_dim]).to_event(1))

@@ -18,11 +18,13 @@ torch.Size([5])
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.params import param_with_module_name
 
 CONFOUNDER_FLAG = "cauvade_confounder"
 DATA_PLATE = "data"
@@ -40,6 +42,25 @@ def confounder(name: str, logits: torch.Tensor) -> torch.Tensor:
         dist.Categorical(logits=logits),
         infer={"enumerate": "parallel", CONFOUNDER_FLAG: True},
     )
+
+
+def register_params(name: str, module: torch.nn.Module, children: tuple[str, ...], own: bool = False) -> None:
+    """``pyro.module(name, module)`` restricted to the parameters of some children (and, with ``own``, the
+    module's direct parameters), under the same names (``name$$$child.param``) as ``pyro.module`` gives them.
+
+    A program registers only the networks it runs — the model its decoder, the guide its encoder — instead of
+    the whole module twice per step: same param sites, same param store, half the Pyro messages.
+    """
+    groups = [(child, getattr(module, child)) for child in children]
+    if own:
+        groups.append(("", module))
+    for prefix, part in groups:
+        for param_name, value in part.named_parameters(prefix=prefix, recurse=bool(prefix)):
+            if value.requires_grad:
+                pyro.param(param_with_module_name(name, param_name), value)
+            elif part.training:
+                warnings.warn(f"{param_name} was not registered in the param store because requires_grad=False. "
+                              "You can silence this warning by calling my_module.train(False)")
 
 
 def is_confounder(site: Mapping) -> bool:
