@@ -111,3 +111,108 @@ def test_model_without_confounder_is_an_explained_error():
 def test_non_finite_gamma_is_rejected(gamma):
     with pytest.raises(ValueError, match="gamma must be finite"):
         GammaEntropyELBO(gamma=gamma)
+
+
+# ---- the one-plate direct sum against the general TraceEnum_ELBO contraction ---------------------------------
+
+from pyro.infer.traceenum_elbo import _compute_dice_elbo  # noqa: E402
+
+from cauvade_pyro.inference.elbo import _one_plate_loss  # noqa: E402
+
+
+def general_loss(elbo, model, guide, *args):
+    """The loss by TraceEnum_ELBO's contraction and marginals (the path _one_plate_loss short-cuts)."""
+    model_trace, guide_trace = next(iter(elbo._get_traces(model, guide, args, {})))
+    loss = -_compute_dice_elbo(model_trace, guide_trace)
+    if elbo.gamma != 0.0:
+        posteriors = elbo.confounder_posteriors(model_trace, guide_trace)
+        loss = loss + elbo.gamma * sum(p.entropy().sum() for p in posteriors.values())
+    return loss, model_trace, guide_trace
+
+
+def small_default_diagram():
+    from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel
+
+    torch.manual_seed(0)
+    model = ConfoundedAttributesModel(AttributeMixture(3, 2, 4),
+                                      ConditionalImageModel(2, 4, (1, 28, 28), net="mlp", eps_dim=2, kl_weight=2.0))
+    model.attributes.reset_parameters(torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(2)
+    data = {"x": torch.randint(2, (7,), generator=generator), "y": torch.randint(4, (7,), generator=generator),
+            "image": (torch.rand(7, 1, 28, 28, generator=generator) < 0.3).float()}
+    return model, data
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.5, -2.0])
+def test_one_plate_loss_equals_general_contraction_on_the_default_diagram(gamma):
+    model, data = small_default_diagram()
+    elbo = GammaEntropyELBO(gamma=gamma)
+    pyro.clear_param_store()
+    torch.manual_seed(3)
+    reference, model_trace, guide_trace = general_loss(elbo, model.model, model.guide, data)
+    fast = _one_plate_loss(model_trace, guide_trace, gamma)
+    assert fast is not None  # the default diagram takes the direct sum
+    params = list(model.parameters())
+    reference_grads = torch.autograd.grad(reference, params, allow_unused=True, retain_graph=True)
+    fast_grads = torch.autograd.grad(fast, params, allow_unused=True)
+    assert torch.allclose(fast, reference, rtol=1e-6)
+    for a, b in zip(fast_grads, reference_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    torch.manual_seed(3)  # the public loss takes the direct sum at the same ε draw
+    assert torch.allclose(elbo.differentiable_loss(model.model, model.guide, data), reference, rtol=1e-6)
+
+
+def two_confounder_model(data=None, num_samples=None):
+    data = data or {}
+    a_logits = pyro.param("a_logits", torch.tensor([[1.0, -1.0, 0.2], [0.0, 0.5, -0.3]]))
+    b_table = pyro.param("b_table", torch.arange(12.0).reshape(2, 2, 3).cos())
+    with pyro.plate("data", num_samples or len(data["x"])):
+        c = confounder("c", pyro.param("pi_c", torch.tensor([0.3, -0.2])))
+        d = confounder("d", pyro.param("pi_d", torch.tensor([0.1, 0.4])))
+        x = pyro.sample("x", dist.Categorical(logits=a_logits[c]), obs=data.get("x"))
+        pyro.sample("y", dist.Categorical(logits=b_table[d, c]), obs=data.get("y"))
+        return x
+
+
+def test_one_plate_loss_sums_each_confounders_marginal_entropy():
+    pyro.clear_param_store()
+    elbo = GammaEntropyELBO(gamma=0.7)
+    data = {"x": torch.tensor([0, 2, 1, 1]), "y": torch.tensor([2, 0, 1, 2])}
+    reference, model_trace, guide_trace = general_loss(elbo, two_confounder_model, empty_guide, data)
+    fast = _one_plate_loss(model_trace, guide_trace, elbo.gamma)
+    assert fast is not None
+    assert torch.allclose(fast, reference, rtol=1e-6)
+
+
+def test_one_plate_loss_leaves_other_structures_to_the_general_path():
+    """Two nested plates, a score-function guide site, a scaled enumerated site: None (general path)."""
+
+    def two_plates(data=None, num_samples=None):
+        with pyro.plate("outer", 2, dim=-2), pyro.plate("data", 3, dim=-1):
+            c = confounder("c", pyro.param("pi", torch.zeros(2)))
+            pyro.sample("x", dist.Normal(c.float(), 1.0), obs=torch.zeros(2, 3))
+
+    def discrete_latent(data=None, num_samples=None):
+        with pyro.plate("data", 3):
+            c = confounder("c", pyro.param("pi", torch.zeros(2)))
+            z = pyro.sample("z", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Normal(c.float() + z, 1.0), obs=torch.zeros(3))
+
+    def discrete_guide(data=None, num_samples=None):
+        with pyro.plate("data", 3):
+            pyro.sample("z", dist.Bernoulli(pyro.param("q", torch.tensor(0.3))))
+
+    def scaled(data=None, num_samples=None):
+        with pyro.plate("data", 3), pyro.poutine.scale(scale=2.0):
+            c = confounder("c", pyro.param("pi", torch.zeros(2)))
+            pyro.sample("x", dist.Normal(c.float(), 1.0), obs=torch.zeros(3))
+
+    for model, guide, nesting in ((two_plates, empty_guide, 2), (discrete_latent, discrete_guide, 1),
+                                  (scaled, empty_guide, 1)):
+        pyro.clear_param_store()
+        elbo = GammaEntropyELBO(gamma=1.0, max_plate_nesting=nesting)
+        _, model_trace, guide_trace = general_loss(elbo, model, guide)
+        assert _one_plate_loss(model_trace, guide_trace, 1.0) is None, model.__name__
+        assert torch.isfinite(elbo.differentiable_loss(model, guide))
