@@ -158,13 +158,14 @@ def step_variants(model, batch, gamma: float, lr: float = 1e-3, clip_norm: float
     svi_model = copy.deepcopy(model)
     svi = SVI(svi_model.model, svi_model.guide, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm}),
               loss=GammaEntropyELBO(gamma=gamma))
-    variants = {"svi": lambda: svi.step(batch)}
+    # each Pyro variant has its own param store: with one store, pyro.module would hand every copy the same tensors
+    variants = {"svi": with_own_param_store(lambda: svi.step(batch))}
 
     def fit_svi_step(validate: bool, net_dtype=None):
         step_model = copy.deepcopy(model)
         optim, elbo = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm}), GammaEntropyELBO(gamma=gamma)
-        return lambda: training_step(step_model.model, step_model.guide, elbo, optim, batch, validate=validate,
-                                     net_dtype=net_dtype)
+        return with_own_param_store(lambda: training_step(step_model.model, step_model.guide, elbo, optim, batch,
+                                                          validate=validate, net_dtype=net_dtype))
 
     def hand_step(net_dtype=None):
         hand_model = copy.deepcopy(model)
@@ -298,24 +299,28 @@ def bench_k_scaling(device, rounds: int, warmup: int, num_attr: int, Ks=(10, 100
     return out
 
 
-def _isolated_svi(model, guide, data, gamma: float, lr: float):
-    """An SVI step with its own Pyro param store, so several models with the same site names can be interleaved."""
+def with_own_param_store(step):
+    """``step`` run with a Pyro param store of its own, so models with the same site names can be interleaved."""
     store = pyro.get_param_store()
     own = {"_params": {}, "_param_to_name": {}, "_constraints": {}}
-    optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0})
-    svi = SVI(model, guide, optim, loss=GammaEntropyELBO(gamma=gamma))
 
-    def step():
+    def isolated():
         saved = {key: getattr(store, key) for key in own}
         for key, value in own.items():
             setattr(store, key, value)
         try:
-            svi.step(data)
+            return step()
         finally:
             for key, value in saved.items():
                 setattr(store, key, value)
 
-    return step
+    return isolated
+
+
+def _isolated_svi(model, guide, data, gamma: float, lr: float):
+    """The training step ``fit_svi`` takes between log steps, with its own Pyro param store."""
+    optim, elbo = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), GammaEntropyELBO(gamma=gamma)
+    return with_own_param_store(lambda: training_step(model, guide, elbo, optim, data, validate=False))
 
 
 def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_steps: int, independent: int,

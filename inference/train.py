@@ -15,7 +15,7 @@ NumPy, the data-order generator). ``resume_from`` continues from such a file; on
 bit-for-bit the uninterrupted one (tested).
 
 **No host-device sync per step.** A step is Pyro's ``SVI.step`` (trace the param sites, backward through
-``elbo.differentiable_loss``, ``ClippedAdam`` on the unconstrained params, zero their grads) except that the loss
+``elbo.differentiable_loss``, ``ClippedAdam`` on the unconstrained params, zero their grads in place) except that the loss
 stays a device tensor. The losses of the steps since the last check are copied to the host together every
 ``log_every`` steps, before every checkpoint and at the end; Pyro's argument validation (which syncs on CUDA)
 runs on those steps only.
@@ -39,7 +39,6 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer.util import zero_grads
 from tqdm.auto import tqdm
 
 from cauvade_pyro.models.precision import net_autocast, precision_dtype
@@ -155,7 +154,9 @@ def training_step(model: Callable, guide: Callable, elbo, optim, batch: Mapping[
         loss.backward()
     params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
     optim(params)
-    zero_grads(params)
+    for param in params:  # as pyro.infer.util.zero_grads, in place: no new zero tensor per param and step
+        if param.grad is not None:
+            param.grad.zero_()
     return loss.detach()
 
 
