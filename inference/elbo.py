@@ -107,7 +107,8 @@ def _one_plate_loss(model_trace, guide_trace, gamma: float):
 
     It applies to the shape every CauVaDE diagram has: all sample sites in one vectorized plate (or none),
     every enumerated site and every site whose log-prob depends on one in that plate with scale 1 and no
-    mask, and a reparameterized guide (no score-function terms). Then the tensor contraction of
+    mask (observed, like y, or drawn by the guide, like the latent response r), and a reparameterized guide
+    (no score-function terms). Then the tensor contraction of
     ``TraceEnum_ELBO`` reduces, per datapoint n, to
 
         log Σ_c exp J_n(c),   J_n(c) = Σ_{sites depending on c} log p_n(site | c),
@@ -147,7 +148,7 @@ def _one_plate_loss(model_trace, guide_trace, gamma: float):
         if log_prob.dim() <= 1 and name not in enum_names:  # no enumeration dim: a plain ELBO term
             elbo = elbo + site["log_prob_sum"]
             continue
-        if name in guide_trace.nodes or not site["cond_indep_stack"] or site["mask"] is not None:
+        if not site["cond_indep_stack"] or site["mask"] is not None:
             return None
         if not is_identically_one(site["scale"]):
             return None

@@ -216,3 +216,33 @@ def test_one_plate_loss_leaves_other_structures_to_the_general_path():
         _, model_trace, guide_trace = general_loss(elbo, model, guide)
         assert _one_plate_loss(model_trace, guide_trace, 1.0) is None, model.__name__
         assert torch.isfinite(elbo.differentiable_loss(model, guide))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.5, -2.0])
+def test_one_plate_loss_equals_general_contraction_on_the_latent_response_diagram(gamma):
+    """The response r is drawn by the guide and its prior depends on c: the same direct sum applies."""
+    from cauvade_pyro.models import LatentResponseModel
+
+    torch.manual_seed(0)
+    model = LatentResponseModel(3, 2, (1, 28, 28), r_dim=2, eps_dim=2, net="mlp", kl_weight=2.0)
+    with torch.no_grad():  # clusters apart, so the posterior over c is not flat
+        for value in (model.r_loc, model.pi_logits, model.x_logits):
+            value.normal_()
+        model.r_log_scale.normal_(0.0, 0.3)
+    generator = torch.Generator().manual_seed(2)
+    data = {"x": torch.randint(2, (7,), generator=generator),
+            "image": (torch.rand(7, 1, 28, 28, generator=generator) < 0.3).float()}
+    elbo = GammaEntropyELBO(gamma=gamma)
+    pyro.clear_param_store()
+    torch.manual_seed(3)
+    reference, model_trace, guide_trace = general_loss(elbo, model.model, model.guide, data)
+    fast = _one_plate_loss(model_trace, guide_trace, gamma)
+    assert fast is not None
+    params = list(model.parameters())
+    reference_grads = torch.autograd.grad(reference, params, allow_unused=True, retain_graph=True)
+    fast_grads = torch.autograd.grad(fast, params, allow_unused=True)
+    assert torch.allclose(fast, reference, rtol=1e-6)
+    for a, b in zip(fast_grads, reference_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -123,10 +123,16 @@ class _WouldSync(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-@pytest.mark.parametrize("diagram", ["default_conv", "default_mlp", "attributes"])
+@pytest.mark.parametrize("diagram", ["default_conv", "default_mlp", "attributes", "latent_response"])
 def test_a_training_step_would_not_sync_a_gpu(diagram):
     """What tests/test_cuda.py checks with CUDA's sync debug mode, checked here on CPU by the calls made."""
-    if diagram == "attributes":
+    if diagram == "latent_response":
+        from cauvade_pyro.models import LatentResponseModel
+
+        model = LatentResponseModel(3, 3, (3, 28, 28), r_dim=2, eps_dim=2, net="mlp")
+        g = torch.Generator().manual_seed(0)
+        batch = {"x": torch.randint(0, 3, (32,), generator=g), "image": torch.rand(32, 3, 28, 28, generator=g)}
+    elif diagram == "attributes":
         model = AttributeMixture(10, 3, 4)
         g = torch.Generator().manual_seed(0)
         batch = {"x": torch.randint(0, 3, (32,), generator=g), "y": torch.randint(0, 4, (32,), generator=g)}
