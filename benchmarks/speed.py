@@ -19,7 +19,9 @@ b. **K scaling.** Step time of the attribute-level fit (full batch; SVI, hand-wr
    counts that ``inference.attribute_objective=counts`` uses) and of the full-model step at K = 10, 100, 1000.
 c. **γ-family cost.** An 8-member γ-family of the default diagram (one shared image model + 8 attribute fits)
    against 8 × one independent fit (image model + attribute fit), with each member's W1 to the true P(hue | do(x)),
-   once with the SVI attribute fits and once with the count-based ones.
+   once with the SVI attribute fits and once with the count-based ones; at small sizes (3000 images, 1 epoch)
+   and, without ``--quick`` or on CUDA, at the CLI's default sizes (12k images, 5 epochs). The latent-response
+   family (``inference.sweep=shared``) is ``python -m benchmarks.latent_family``.
 d. **Default run.** Wall time of ``python -m cauvade_pyro.fit`` with a fresh cache (skipped with ``--quick``).
 """
 
@@ -427,7 +429,9 @@ def plot(results: dict, path: Path) -> None:
         bars.append(row["ratio_counts_K100_to_K10"])
         labels.append("K100/K10\nattr counts")
         targets.append(1.3)
-    for key, label in (("gamma_family", "8-member\nfamily/1 fit"), ("gamma_family_counts", "family/1 fit\ncounts")):
+    for key, label in (("gamma_family", "8-member\nfamily/1 fit"), ("gamma_family_counts", "family/1 fit\ncounts"),
+                       ("gamma_family_pyro_default_sizes", "family/1 fit\n12k, 5 ep"),
+                       ("gamma_family_counts_default_sizes", "family/1 fit\ncounts 12k")):
         if key in results:
             bars.append(results[key]["ratio_family_to_one_fit"])
             labels.append(label)
@@ -478,6 +482,10 @@ def main(argv=None) -> dict:
     results["gamma_family_counts"] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
                                                         attribute_steps=100 if quick else 600,
                                                         independent=1 if quick else 2, objective="counts")
+    if gpu or not quick:  # the default diagram at the CLI's default sizes (12k images, 5 epochs)
+        for objective in ("pyro", "counts"):
+            results[f"gamma_family_{objective}_default_sizes"] = bench_gamma_family(
+                device, num_train=12000, image_epochs=5, attribute_steps=600, independent=1, objective=objective)
     if not (quick or args.skip_default_run):
         results["default_run"] = bench_default_run(str(device))
     results["total_s"] = round(time.perf_counter() - started, 1)
