@@ -130,6 +130,24 @@ def general_loss(elbo, model, guide, *args):
     return loss, model_trace, guide_trace
 
 
+def assert_direct_sum_matches_contraction(elbo, model, data) -> torch.Tensor:
+    """``_one_plate_loss`` applies to ``model`` and equals the general contraction, loss and gradients."""
+    pyro.clear_param_store()
+    torch.manual_seed(3)
+    reference, model_trace, guide_trace = general_loss(elbo, model.model, model.guide, data)
+    fast = _one_plate_loss(model_trace, guide_trace, elbo.gamma)
+    assert fast is not None  # the diagram takes the direct sum
+    params = list(model.parameters())
+    reference_grads = torch.autograd.grad(reference, params, allow_unused=True, retain_graph=True)
+    fast_grads = torch.autograd.grad(fast, params, allow_unused=True)
+    assert torch.allclose(fast, reference, rtol=1e-6)
+    for a, b in zip(fast_grads, reference_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    return reference
+
+
 def small_default_diagram():
     from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel
 
@@ -147,19 +165,7 @@ def small_default_diagram():
 def test_one_plate_loss_equals_general_contraction_on_the_default_diagram(gamma):
     model, data = small_default_diagram()
     elbo = GammaEntropyELBO(gamma=gamma)
-    pyro.clear_param_store()
-    torch.manual_seed(3)
-    reference, model_trace, guide_trace = general_loss(elbo, model.model, model.guide, data)
-    fast = _one_plate_loss(model_trace, guide_trace, gamma)
-    assert fast is not None  # the default diagram takes the direct sum
-    params = list(model.parameters())
-    reference_grads = torch.autograd.grad(reference, params, allow_unused=True, retain_graph=True)
-    fast_grads = torch.autograd.grad(fast, params, allow_unused=True)
-    assert torch.allclose(fast, reference, rtol=1e-6)
-    for a, b in zip(fast_grads, reference_grads):
-        assert (a is None) == (b is None)
-        if a is not None:
-            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    reference = assert_direct_sum_matches_contraction(elbo, model, data)
     torch.manual_seed(3)  # the public loss takes the direct sum at the same ε draw
     assert torch.allclose(elbo.differentiable_loss(model.model, model.guide, data), reference, rtol=1e-6)
 
@@ -232,17 +238,4 @@ def test_one_plate_loss_equals_general_contraction_on_the_latent_response_diagra
     generator = torch.Generator().manual_seed(2)
     data = {"x": torch.randint(2, (7,), generator=generator),
             "image": (torch.rand(7, 1, 28, 28, generator=generator) < 0.3).float()}
-    elbo = GammaEntropyELBO(gamma=gamma)
-    pyro.clear_param_store()
-    torch.manual_seed(3)
-    reference, model_trace, guide_trace = general_loss(elbo, model.model, model.guide, data)
-    fast = _one_plate_loss(model_trace, guide_trace, gamma)
-    assert fast is not None
-    params = list(model.parameters())
-    reference_grads = torch.autograd.grad(reference, params, allow_unused=True, retain_graph=True)
-    fast_grads = torch.autograd.grad(fast, params, allow_unused=True)
-    assert torch.allclose(fast, reference, rtol=1e-6)
-    for a, b in zip(fast_grads, reference_grads):
-        assert (a is None) == (b is None)
-        if a is not None:
-            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert_direct_sum_matches_contraction(GammaEntropyELBO(gamma=gamma), model, data)
