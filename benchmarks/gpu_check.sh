@@ -5,7 +5,7 @@
 #   2. a 1-epoch fit of the default diagram on the GPU (fresh cache, small judge), in fp32 and with the
 #      networks under bf16 autocast (inference.precision=bf16);
 #   3. the quick speed benchmark on the GPU → benchmarks/results/speed_cuda.json (+ .png), and the quick
-#      latent-response family (inference.sweep=shared) → benchmarks/results/latent_family_cuda.json (+ .png).
+#      latent-response family (inference.sweep=shared) → benchmarks/results/latent_family_cuda_quick.json (+ .png).
 #
 #   bash benchmarks/gpu_check.sh              # DEVICE=cuda by default
 #   DEVICE=cpu bash benchmarks/gpu_check.sh   # the same commands on CPU (a dry check of the script itself)
@@ -83,7 +83,7 @@ run_step "1/3 CUDA tests" cuda_tests
 run_step "2/3 one-epoch fit on ${DEVICE} (fp32)" one_epoch_fit fp32
 run_step "2/3 one-epoch fit on ${DEVICE} (bf16 networks)" one_epoch_fit bf16
 latent_family() {
-  if [[ "$TAG" == cuda ]]; then LF_JSON="benchmarks/results/latent_family_cuda.json"; else LF_JSON="$LOGS/latent_family_${TAG}_dry.json"; fi
+  if [[ "$TAG" == cuda ]]; then LF_JSON="benchmarks/results/latent_family_cuda_quick.json"; else LF_JSON="$LOGS/latent_family_${TAG}_dry.json"; fi
   timeout 300 "$PYTHON" -m benchmarks.latent_family --quick --device "$DEVICE" --out "$LF_JSON" 2>&1 | tee "$LOGS/latent_family.log"
 }
 
