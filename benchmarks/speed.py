@@ -19,7 +19,8 @@ b. **K scaling.** Step time of the attribute-level fit (full batch; SVI, hand-wr
    counts that ``inference.attribute_objective=counts`` uses) and of the full-model step at K = 10, 100, 1000.
 c. **γ-family cost.** An 8-member γ-family of the default diagram (one shared image model + 8 attribute fits)
    against 8 × one independent fit (image model + attribute fit), with each member's W1 to the true P(hue | do(x)),
-   once with the SVI attribute fits and once with the count-based ones; at small sizes (3000 images, 1 epoch)
+   with the SVI attribute fits, the count-based ones, and the count-based ones vectorised over the members
+   (``fit_attribute_family_counts``: one fit for the whole family); at small sizes (3000 images, 1 epoch)
    and, without ``--quick`` or on CUDA, at the CLI's default sizes (12k images, 5 epochs). The latent-response
    family (``inference.sweep=shared``) is ``python -m benchmarks.latent_family``.
 d. **Default run.** Wall time of ``python -m cauvade_pyro.fit`` with a fresh cache (skipped with ``--quick``).
@@ -52,6 +53,7 @@ from cauvade_pyro.inference import (
     GammaEntropyELBO,
     cell_counts,
     count_objective,
+    fit_attribute_family_counts,
     fit_attribute_member,
     fit_image_model,
 )
@@ -342,17 +344,31 @@ def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_step
         fit_image_model(model, train, **settings)
         return model
 
+    vectorised = objective == "counts_vectorised"  # every member in one fit_attribute_family_counts
+
+    def w1_to_truth(mixture):
+        p_do = mixture.interventional_y().detach().cpu()
+        return [circular_w1(p_do[x].numpy(), truth[x].numpy()) for x in range(dataset.num_classes)]
+
     def attribute_fit(gamma):
         mixture = AttributeMixture(4, dataset.num_classes, dataset.num_hue_bins).to(device)
         fit_attribute_member(mixture, train["x"], train["y"], gamma=gamma, seed=seed, steps=attribute_steps,
-                             progress=False, objective=objective)
-        p_do = mixture.interventional_y().detach().cpu()
-        return [circular_w1(p_do[x].numpy(), truth[x].numpy()) for x in range(dataset.num_classes)]
+                             progress=False, objective="counts" if vectorised else objective)
+        return w1_to_truth(mixture)
+
+    def family_fit():
+        if not vectorised:
+            return {g: attribute_fit(g) for g in gammas}
+        mixtures = [AttributeMixture(4, dataset.num_classes, dataset.num_hue_bins).to(device) for _ in gammas]
+        counts = cell_counts(train["x"], train["y"], dataset.num_classes, dataset.num_hue_bins)
+        fit_attribute_family_counts(mixtures, counts, gammas=list(gammas), seeds=[seed] * len(gammas),
+                                    steps=attribute_steps, progress=False)
+        return {g: w1_to_truth(m) for g, m in zip(gammas, mixtures)}
 
     _sync(device)
     start = time.perf_counter()
     image_fit()
-    shared_w1 = {g: attribute_fit(g) for g in gammas}
+    shared_w1 = family_fit()
     _sync(device)
     shared_s = time.perf_counter() - start
 
@@ -430,8 +446,10 @@ def plot(results: dict, path: Path) -> None:
         labels.append("K100/K10\nattr counts")
         targets.append(1.3)
     for key, label in (("gamma_family", "8-member\nfamily/1 fit"), ("gamma_family_counts", "family/1 fit\ncounts"),
+                       ("gamma_family_counts_vectorised", "family/1 fit\nvectorised"),
                        ("gamma_family_pyro_default_sizes", "family/1 fit\n12k, 5 ep"),
-                       ("gamma_family_counts_default_sizes", "family/1 fit\ncounts 12k")):
+                       ("gamma_family_counts_default_sizes", "family/1 fit\ncounts 12k"),
+                       ("gamma_family_counts_vectorised_default_sizes", "family/1 fit\nvect. 12k")):
         if key in results:
             bars.append(results[key]["ratio_family_to_one_fit"])
             labels.append(label)
@@ -482,8 +500,11 @@ def main(argv=None) -> dict:
     results["gamma_family_counts"] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
                                                         attribute_steps=100 if quick else 600,
                                                         independent=1 if quick else 2, objective="counts")
+    results["gamma_family_counts_vectorised"] = bench_gamma_family(
+        device, num_train=1000 if quick else 3000, image_epochs=1, attribute_steps=100 if quick else 600,
+        independent=1 if quick else 2, objective="counts_vectorised")
     if gpu or not quick:  # the default diagram at the CLI's default sizes (12k images, 5 epochs)
-        for objective in ("pyro", "counts"):
+        for objective in ("pyro", "counts", "counts_vectorised"):
             results[f"gamma_family_{objective}_default_sizes"] = bench_gamma_family(
                 device, num_train=12000, image_epochs=5, attribute_steps=600, independent=1, objective=objective)
     if not (quick or args.skip_default_run):

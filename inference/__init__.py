@@ -2,7 +2,15 @@
 guides, training loops, family fitting, initialisation, checkpoints and interventional sampling."""
 
 from .checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from .counts import cell_counts, count_objective, fit_attribute_counts, fit_directed_member, mean_nll, oracle_mixture
+from .counts import (
+    cell_counts,
+    count_objective,
+    fit_attribute_counts,
+    fit_attribute_family_counts,
+    fit_directed_member,
+    mean_nll,
+    oracle_mixture,
+)
 from .elbo import GammaEntropyELBO
 from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
 from .guides import AmortizedGuide, latent_sites
@@ -23,6 +31,7 @@ __all__ = [
     "cell_counts",
     "count_objective",
     "fit_attribute_counts",
+    "fit_attribute_family_counts",
     "fit_directed_member",
     "mean_nll",
     "oracle_mixture",

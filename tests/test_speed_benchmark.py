@@ -33,3 +33,11 @@ def test_k_scaling_runs_every_variant():
     out = bench_k_scaling(torch.device("cpu"), rounds=1, warmup=0, num_attr=40, Ks=(2, 3))
     assert set(out["attribute_level"]["median_ms"]) == {f"{v}_K{k}" for v in ("svi", "hand", "counts") for k in (2, 3)}
     assert out["attribute_level"]["ratio_counts_K3_to_K2"] > 0
+
+
+def test_vectorised_gamma_family_gives_the_independent_fits_answers():
+    from benchmarks.speed import bench_gamma_family
+
+    out = bench_gamma_family(torch.device("cpu"), num_train=200, image_epochs=1, attribute_steps=20, independent=1,
+                             gammas=(-1.0, 0.0, 2.0), objective="counts_vectorised")
+    assert out["independent_equal_shared"] and len(out["w1_to_truth_per_x"]) == 3
