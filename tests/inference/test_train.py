@@ -145,6 +145,7 @@ def test_a_training_step_would_not_sync_a_gpu(diagram):
     with _WouldSync() as audit:
         loss = training_step(model.model, model.guide, elbo, optim, batch, validate=False)
     assert audit.calls == [], audit.calls
-    with _WouldSync() as audit:  # the audit does see a read-back
+    with _WouldSync() as audit:  # the audit does see a read-back and a Python number sent to the device
         float(loss)
-    assert audit.calls
+        torch.distributions.Normal(torch.zeros(3), 1.0, validate_args=False)
+    assert audit.calls == ["__float__", "torch.tensor(1.0)"]
