@@ -3,6 +3,7 @@
     python -m benchmarks.speed              # full run (~8 min on 2 CPU cores), writes speed_cpu.json/.png
     python -m benchmarks.speed --quick      # small sizes (~2 min), for a smoke check
     python -m benchmarks.speed --quick --device cuda   # on a GPU machine: writes speed_cuda.json/.png
+    python -m benchmarks.speed --only overhead --rounds 60 --out benchmarks/results/speed_cpu_overhead.json
 
 Every comparison runs in one process and interleaves its variants (A B A B …); the figures are medians of
 per-step times and ratios of medians, since absolute times on a shared machine mean little.
@@ -62,6 +63,7 @@ from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, Confoun
 from cauvade_pyro.models.precision import net_autocast
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("overhead", "k_scaling", "gamma_family", "default_run")
 NUM_X, NUM_Y = 3, 6
 
 
@@ -473,7 +475,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     parser.add_argument("--skip-default-run", action="store_true", help="do not time python -m cauvade_pyro.fit")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/speed_<device>.json)")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the overhead comparison (default 30)")
     args = parser.parse_args(argv)
+    parts = [part.strip() for part in args.only.split(",") if part.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        parser.error(f"--only: unknown part(s) {unknown}; choose from {','.join(PARTS)}")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda was requested but CUDA is not available")
@@ -488,26 +499,26 @@ def main(argv=None) -> dict:
         "quick": quick,
     }
     gpu = device.type == "cuda"  # a GPU step takes milliseconds: full rounds even with --quick
-    results["overhead"] = bench_overhead(device, rounds=8 if quick and not gpu else 30, warmup=2 if quick else 3)
-    model = full_model("mlp", 4, device)
-    batch = random_batch(256, device, torch.Generator().manual_seed(1))
-    results["overhead"]["svi_profile_mlp"] = profile_svi(model, batch, 1.0, steps=5 if quick else 20)
-    results["k_scaling"] = bench_k_scaling(device, rounds=6 if quick and not gpu else 12, warmup=1 if quick else 2,
-                                           num_attr=3000)
-    results["gamma_family"] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
-                                                 attribute_steps=100 if quick else 600,
-                                                 independent=1 if quick else 2)
-    results["gamma_family_counts"] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
-                                                        attribute_steps=100 if quick else 600,
-                                                        independent=1 if quick else 2, objective="counts")
-    results["gamma_family_counts_vectorised"] = bench_gamma_family(
-        device, num_train=1000 if quick else 3000, image_epochs=1, attribute_steps=100 if quick else 600,
-        independent=1 if quick else 2, objective="counts_vectorised")
-    if gpu or not quick:  # the default diagram at the CLI's default sizes (12k images, 5 epochs)
-        for objective in ("pyro", "counts", "counts_vectorised"):
-            results[f"gamma_family_{objective}_default_sizes"] = bench_gamma_family(
-                device, num_train=12000, image_epochs=5, attribute_steps=600, independent=1, objective=objective)
-    if not (quick or args.skip_default_run):
+    if "overhead" in parts:
+        rounds = args.rounds or (8 if quick and not gpu else 30)
+        results["overhead"] = bench_overhead(device, rounds=rounds, warmup=2 if quick else 3)
+        model = full_model("mlp", 4, device)
+        batch = random_batch(256, device, torch.Generator().manual_seed(1))
+        results["overhead"]["svi_profile_mlp"] = profile_svi(model, batch, 1.0, steps=5 if quick else 20)
+    if "k_scaling" in parts:
+        results["k_scaling"] = bench_k_scaling(device, rounds=6 if quick and not gpu else 12,
+                                               warmup=1 if quick else 2, num_attr=3000)
+    if "gamma_family" in parts:
+        for objective, key in (("pyro", "gamma_family"), ("counts", "gamma_family_counts"),
+                               ("counts_vectorised", "gamma_family_counts_vectorised")):
+            results[key] = bench_gamma_family(device, num_train=1000 if quick else 3000, image_epochs=1,
+                                              attribute_steps=100 if quick else 600, independent=1 if quick else 2,
+                                              objective=objective)
+        if gpu or not quick:  # the default diagram at the CLI's default sizes (12k images, 5 epochs)
+            for objective in ("pyro", "counts", "counts_vectorised"):
+                results[f"gamma_family_{objective}_default_sizes"] = bench_gamma_family(
+                    device, num_train=12000, image_epochs=5, attribute_steps=600, independent=1, objective=objective)
+    if "default_run" in parts and not (quick or args.skip_default_run):
         results["default_run"] = bench_default_run(str(device))
     results["total_s"] = round(time.perf_counter() - started, 1)
     tag = "cuda" if device.type == "cuda" else "cpu"

@@ -41,3 +41,17 @@ def test_vectorised_gamma_family_gives_the_independent_fits_answers():
     out = bench_gamma_family(torch.device("cpu"), num_train=200, image_epochs=1, attribute_steps=20, independent=1,
                              gammas=(-1.0, 0.0, 2.0), objective="counts_vectorised")
     assert out["independent_equal_shared"] and len(out["w1_to_truth_per_x"]) == 3
+
+
+def test_only_some_parts_and_bad_parts(tmp_path, capsys):
+    import json
+
+    from benchmarks.speed import main
+
+    out = tmp_path / "speed.json"
+    results = main(["--quick", "--only", "overhead", "--rounds", "1", "--out", str(out)])
+    assert set(results) >= {"overhead"} and not {"k_scaling", "gamma_family", "default_run"} & set(results)
+    assert json.loads(out.read_text())["overhead"]["mlp"]["rounds"] == 1 and out.with_suffix(".png").is_file()
+    with pytest.raises(SystemExit):
+        main(["--only", "overhead,speedup"])
+    assert "unknown part(s) ['speedup']" in capsys.readouterr().err
