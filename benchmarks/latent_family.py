@@ -17,9 +17,6 @@ Writes ``benchmarks/results/latent_family_<device>.json`` and a PNG next to it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,13 +25,10 @@ from pathlib import Path
 import pyro
 import torch
 
+from benchmarks.speed import machine_info, sync_device, write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 GAMMAS = (-2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _family_metrics(dataset, rows_by_gamma: dict[float, list[dict]]) -> dict:
@@ -88,19 +82,19 @@ def bench_latent_family(device, num_train: int, warmup_epochs: int, image_epochs
         return metrics["per_x"]
 
     # (a) shared: base + one fine-tuned member per γ
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     base_model = build()
     fit_latent_base(base_model, train, warmup_epochs=warmup_epochs, epochs=image_epochs, seed=seed, **settings)
     base = base_state(base_model)
-    _sync(device)
+    sync_device(device)
     base_s = time.perf_counter() - start
     shared_rows, member_s = {}, []
     for gamma in gammas:
         model = build()
         started = time.perf_counter()
         fine_tune_member(model, base, train, gamma=gamma, epochs=member_epochs, seed=seed, **settings)
-        _sync(device)
+        sync_device(device)
         member_s.append(time.perf_counter() - started)
         shared_rows[gamma] = evaluate(model)
     shared_s = base_s + sum(member_s)
@@ -117,7 +111,7 @@ def bench_latent_family(device, num_train: int, warmup_epochs: int, image_epochs
                              progress=progress)
         fit_svi(model.model, model.guide, train, GammaEntropyELBO(gamma=gamma), epochs=image_epochs,
                 generator=torch.Generator().manual_seed(seed), desc=f"independent γ={gamma:g}", **settings)
-        _sync(device)
+        sync_device(device)
         independent_s.append(time.perf_counter() - started)
         independent_rows[gamma] = evaluate(model)
         print(f"[independent γ={gamma:g}] {independent_s[-1]:.1f} s", flush=True)
@@ -216,10 +210,7 @@ def main(argv=None) -> dict:
     quick = args.quick
     results = {
         "command": "python -m benchmarks.latent_family " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-                    f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-                    f"{os.cpu_count()} cores)",
-                    "torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()},
+        "machine": machine_info(device),
         "quick": quick,
     }
     if quick:
@@ -229,13 +220,9 @@ def main(argv=None) -> dict:
     else:
         results["latent_family"] = bench_latent_family(device, num_train=3000, warmup_epochs=2, image_epochs=5,
                                                        member_epochs=1)
-    results["total_s"] = round(time.perf_counter() - started, 1)
     tag = "cuda" if device.type == "cuda" else "cpu"
-    out = Path(args.out) if args.out else RESULTS / f"latent_family_{tag}{'_quick' if quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    plot(results, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')} in {results['total_s']} s")
+    write_results(results, Path(args.out) if args.out else
+                  RESULTS / f"latent_family_{tag}{'_quick' if quick else ''}.json", plot, started)
     return results
 
 

@@ -108,9 +108,27 @@ def hand_attribute_loss(mixture: AttributeMixture, x: torch.Tensor, y: torch.Ten
 # ---- timing helpers ------------------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def machine_info(device: torch.device) -> dict:
+    """What a result JSON records about where it ran."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{os.cpu_count()} cores)")
+    return {"device": name, "torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()}
+
+
+def write_results(results: dict, out: Path, plot_fn, started: float) -> Path:
+    """Stamp the total time, write ``out`` (JSON) and its plot beside it (PNG), and say so."""
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    plot_fn(results, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')} in {results['total_s']} s")
+    return out
 
 
 def interleave(variants: dict, rounds: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
@@ -118,14 +136,14 @@ def interleave(variants: dict, rounds: int, warmup: int, device: torch.device) -
     for _ in range(warmup):
         for step in variants.values():
             step()
-    _sync(device)
+    sync_device(device)
     times = {name: [] for name in variants}
     for _ in range(rounds):
         for name, step in variants.items():
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             step()
-            _sync(device)
+            sync_device(device)
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -367,11 +385,11 @@ def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_step
                                     steps=attribute_steps, progress=False)
         return {g: w1_to_truth(m) for g, m in zip(gammas, mixtures)}
 
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     image_fit()
     shared_w1 = family_fit()
-    _sync(device)
+    sync_device(device)
     shared_s = time.perf_counter() - start
 
     independent_s, independent_w1 = [], {}
@@ -379,7 +397,7 @@ def bench_gamma_family(device, num_train: int, image_epochs: int, attribute_step
         start = time.perf_counter()
         image_fit()
         independent_w1[gamma] = attribute_fit(gamma)
-        _sync(device)
+        sync_device(device)
         independent_s.append(time.perf_counter() - start)
     one_fit = statistics.median(independent_s)
     same = all(independent_w1[g] == shared_w1[g] for g in independent_w1)
@@ -492,10 +510,7 @@ def main(argv=None) -> dict:
     quick = args.quick
     results = {
         "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-                    f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-                    f"{os.cpu_count()} cores)",
-                    "torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()},
+        "machine": machine_info(device),
         "quick": quick,
     }
     gpu = device.type == "cuda"  # a GPU step takes milliseconds: full rounds even with --quick
@@ -520,13 +535,9 @@ def main(argv=None) -> dict:
                     device, num_train=12000, image_epochs=5, attribute_steps=600, independent=1, objective=objective)
     if "default_run" in parts and not (quick or args.skip_default_run):
         results["default_run"] = bench_default_run(str(device))
-    results["total_s"] = round(time.perf_counter() - started, 1)
     tag = "cuda" if device.type == "cuda" else "cpu"
-    out = Path(args.out) if args.out else RESULTS / f"speed_{tag}{'_quick' if quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    plot(results, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')} in {results['total_s']} s")
+    write_results(results, Path(args.out) if args.out else RESULTS / f"speed_{tag}{'_quick' if quick else ''}.json",
+                  plot, started)
     return results
 
 
