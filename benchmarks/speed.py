@@ -224,7 +224,8 @@ def check_same_objective(model, batch, gamma: float) -> dict:
 
 
 def profile_svi(model, batch, gamma: float, steps: int, top: int = 25) -> dict:
-    """cProfile of ``steps`` training steps as ``fit_svi`` runs them: the functions with the largest cumulative time (where Pyro's time goes)."""
+    """cProfile of ``steps`` training steps as ``fit_svi`` runs them: the functions with the largest
+    cumulative time (where Pyro's time goes)."""
     variants = step_variants(model, batch, gamma)
     variants["step"]()
     profiler = cProfile.Profile()
@@ -282,7 +283,7 @@ def bench_k_scaling(device, rounds: int, warmup: int, num_attr: int, Ks=(10, 100
         mixture.reset_parameters(torch.Generator().manual_seed(0))
         mixture.to(device)
         # attribute level: the SVI step fit_attribute_member takes (own param store per K: names clash otherwise)
-        attr_variants[f"svi_K{K}"] = _isolated_svi(mixture.model, mixture.guide, attr_data, gamma, lr=0.05)
+        attr_variants[f"svi_K{K}"] = _isolated_step(mixture.model, mixture.guide, attr_data, gamma, lr=0.05)
         optim = TorchClippedAdam(mixture.parameters(), lr=0.05, clip_norm=10.0)
 
         def hand_attr(mixture=mixture, optim=optim):
@@ -304,7 +305,7 @@ def bench_k_scaling(device, rounds: int, warmup: int, num_attr: int, Ks=(10, 100
         attr_variants[f"counts_K{K}"] = counts_attr
         model = full_model("conv", K, device)
         batch = random_batch(256, device, torch.Generator().manual_seed(3))
-        full_variants[f"svi_K{K}"] = _isolated_svi(model.model, model.guide, batch, gamma, lr=1e-3)
+        full_variants[f"svi_K{K}"] = _isolated_step(model.model, model.guide, batch, gamma, lr=1e-3)
     attr_med = medians_ms(interleave(attr_variants, rounds, warmup, device))
     full_med = medians_ms(interleave(full_variants, max(3, rounds // 2), 1, device))
     k0, k1 = Ks[0], Ks[1]
@@ -341,7 +342,7 @@ def with_own_param_store(step):
     return isolated
 
 
-def _isolated_svi(model, guide, data, gamma: float, lr: float):
+def _isolated_step(model, guide, data, gamma: float, lr: float):
     """The training step ``fit_svi`` takes between log steps, with its own Pyro param store."""
     optim, elbo = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), GammaEntropyELBO(gamma=gamma)
     return with_own_param_store(lambda: training_step(model, guide, elbo, optim, data, validate=False))

@@ -107,8 +107,8 @@ def mean_nll(mixture: AttributeMixture, counts: torch.Tensor) -> torch.Tensor:
     return -(counts * mixture.log_joint_table().logsumexp(0)).sum() / counts.sum()
 
 
-def _check_finite(loss: torch.Tensor, step: int, total: int, what: str, hint: str) -> None:
-    if not torch.isfinite(loss):
+def _check_finite(loss: torch.Tensor | float, step: int, total: int, what: str, hint: str) -> None:
+    if not math.isfinite(float(loss)):
         raise FloatingPointError(f"non-finite loss {float(loss)} at step {step} of {total} ({what}); {hint}")
 
 
@@ -192,12 +192,10 @@ def fit_attribute_family_counts(
     device, dtype = first.pi_logits.device, first.pi_logits.dtype
     params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in mixtures]).requires_grad_()
               for name, _ in first.named_parameters()}
-    loss_module = _CountLoss(first)
-    prefixed = lambda values: {f"mixture.{name}": value for name, value in values.items()}  # noqa: E731
-    member_loss = torch.func.vmap(
-        lambda member_params, gamma: torch.func.functional_call(loss_module, prefixed(member_params), (counts, gamma))
-    )
     counts = counts.to(device, dtype)
+    loss_module = _CountLoss(first)
+    member_loss = torch.func.vmap(lambda member_params, gamma: torch.func.functional_call(
+        loss_module, {f"mixture.{name}": value for name, value in member_params.items()}, (counts, gamma)))
     gamma_tensor = torch.tensor([float(g) for g in gammas], device=device, dtype=dtype)
     optimizer = ClippedAdam(list(params.values()), lr=lr, clip_norm=clip_norm)
     losses = torch.empty(steps, len(mixtures), device=device)
@@ -213,7 +211,7 @@ def fit_attribute_family_counts(
             for name, value in mixture.named_parameters():
                 value.copy_(params[name][index])
     for gamma, last in zip(gammas, losses[-1].tolist()):
-        _check_finite(torch.tensor(last), steps, steps, f"γ={gamma:g}", f"try a lower inference.attribute_lr (now {lr})")
+        _check_finite(last, steps, steps, f"γ={gamma:g}", f"try a lower inference.attribute_lr (now {lr})")
     return losses.T.tolist()
 
 
