@@ -18,7 +18,7 @@ import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cauvade_pyro.inference import fit_image_model, fit_latent_base, load_checkpoint, save_checkpoint
+from cauvade_pyro.inference import base_state, fit_image_model, fit_latent_base, load_checkpoint, save_checkpoint
 from cauvade_pyro.inference.checkpoint import check_config_matches
 from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel, LatentResponseModel
 
@@ -240,7 +240,7 @@ def shared_latent_base(cfg: DictConfig, dataset, device: torch.device, progress:
         checkpoint_every=int(inference.checkpoint_every), resume_from=resume_from,
         fingerprint={"latent_base_key": key}, hint=image_nan_hint(cfg),
     )
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = base_state(model)
     save_checkpoint(path, {"kind": "latent_response_base", "key": key, "config": _plain(cfg), "state_dict": state})
     partial.unlink(missing_ok=True)
     return state, path, True
