@@ -15,8 +15,8 @@ NumPy, the data-order generator). ``resume_from`` continues from such a file; on
 bit-for-bit the uninterrupted one (tested).
 
 **No host-device sync per step.** A step is Pyro's ``SVI.step`` (trace the param sites, backward through
-``elbo.differentiable_loss``, ``ClippedAdam`` on the unconstrained params, zero their grads in place) except that the loss
-stays a device tensor. The losses of the steps since the last check are copied to the host together every
+``elbo.differentiable_loss``, ``ClippedAdam`` on the unconstrained params, zero their grads in place) except
+that the loss stays a device tensor. The losses of the steps since the last check are copied to the host together every
 ``log_every`` steps, before every checkpoint and at the end; Pyro's argument validation (which syncs on CUDA)
 runs on those steps only.
 
@@ -191,7 +191,8 @@ def fit_svi(
 
     Give either ``steps`` (full-batch, or random minibatches of ``batch_size``) or ``epochs`` (shuffled passes).
     A loss is logged every ``log_every`` steps; the host reads the losses only then (no sync per step).
-    ``precision="bf16"`` autocasts the networks (not the sum over c). With ``checkpoint_path`` a training state is written every
+    ``precision="bf16"`` autocasts the networks (not the sum over c).
+    With ``checkpoint_path`` a training state is written every
     ``checkpoint_every`` steps (0: only at the end); ``resume_from`` continues from one, after checking that
     its ``fingerprint`` (the config that determines the fit) equals this one's. A non-finite loss raises
     :class:`FloatingPointError` (one line: step, γ, ``hint``, the last good state).
@@ -232,6 +233,9 @@ def fit_svi(
 
     pending: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet read by the host
 
+    def is_logged(step: int) -> bool:
+        return step % log_every == 0 or step == total - 1
+
     def check_pending() -> list[tuple[int, float]]:
         """Read the pending losses in one transfer; the first non-finite one stops the fit."""
         if not pending:
@@ -257,7 +261,7 @@ def fit_svi(
             index = order[position * batch_size : (position + 1) * batch_size]
             batch = to_float_images({k: v[index] for k, v in data.items()})
         done = step + 1
-        log_step = step % log_every == 0 or done == total
+        log_step = is_logged(step)
         checkpoint_step = checkpoint_path is not None and (
             done == total or (checkpoint_every and done % checkpoint_every == 0))
         try:
@@ -270,7 +274,7 @@ def fit_svi(
             raise stop(step, "non-finite values (a distribution refused its NaN or inf arguments)") from None
         if log_step or checkpoint_step:
             for logged_step, per_item in check_pending():
-                if logged_step % log_every == 0 or logged_step == total - 1:
+                if is_logged(logged_step):
                     losses.append(per_item)
             if losses:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
