@@ -16,12 +16,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "cauvade_pyro.inference": (
-        "AmortizedGuide", "GammaEntropyELBO", "fit_diagram", "fit_attribute_member", "fit_image_model", "intervene",
+        "AmortizedGuide", "Family", "GammaEntropyELBO", "fit_diagram", "fit_family", "fit_attribute_member", "fit_image_model", "intervene",
         "load_checkpoint", "sample_conditional", "sample_observational", "save_checkpoint",
     ),
     "cauvade_pyro.models": (
         "AttributeMixture", "ConditionalImageModel", "ConfoundedAttributesModel", "LatentResponseModel",
-        "confounder",
+        "TabularDiagram", "confounder",
     ),
     "cauvade_pyro.datasets": ("ConfoundedColourSCM", "ConfoundedShapes"),
     "cauvade_pyro.members": ("load_member",),

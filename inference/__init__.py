@@ -1,5 +1,5 @@
 """Inference for CauVaDE diagrams (imported as ``cauvade_pyro.inference``): the γ-entropy ELBO, amortized
-guides, training loops, family fitting, initialisation, checkpoints and interventional sampling."""
+guides, training loops, families of members for any discrete diagram (fit_family), initialisation, checkpoints and interventional sampling."""
 
 from .checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from .counts import (
@@ -12,6 +12,8 @@ from .counts import (
     oracle_mixture,
 )
 from .elbo import GammaEntropyELBO
+from .exact import enumerate_data, interventional_table, mean_loglik
+from .fit_family import Family, Member, fit_family
 from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
 from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response
@@ -21,6 +23,12 @@ from .train import fit_diagram, fit_svi, resolve_device, seed_everything, to_flo
 from .loglik import attribute_loglik, iwae_image_loglik, table_loglik
 
 __all__ = [
+    "Family",
+    "Member",
+    "enumerate_data",
+    "fit_family",
+    "interventional_table",
+    "mean_loglik",
     "AmortizedGuide",
     "base_state",
     "fine_tune_member",

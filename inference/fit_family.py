@@ -382,7 +382,7 @@ def fit_family(
     functionals: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
     steps: int = 600,
     member_steps: int = 300,
-    lr: float = 0.05,
+    lr: float = 0.1,
     init_scale: float = 1.0,
     train_share_of_tau: float = 0.6,
     duplicate_atol: float = 1e-3,

@@ -1,0 +1,115 @@
+"""fit_family: members are separate saved states, fit held-out data within τ, and the vertices reach the bounds."""
+
+import warnings
+
+import pytest
+import torch
+
+from cauvade_pyro.inference import Family, fit_family, intervene, mean_loglik
+from cauvade_pyro.metrics import bow_graph_bounds
+from cauvade_pyro.models import AttributeMixture, TabularDiagram
+
+SMALL = dict(restarts=2, entropy_targets=(1.0, 0.0), random_directions=1, steps=200, member_steps=200,
+             progress=False)
+
+
+def bow_data(n=3000, seed=0):
+    """Binary U → X, Y; X → Y; P(y=1 | do(x)) = (0.35, 0.65)."""
+    g = torch.Generator().manual_seed(seed)
+    u = (torch.rand(n, generator=g) < 0.5).long()
+    x = (torch.rand(n, generator=g) < torch.tensor([0.2, 0.8])[u]).long()
+    y = (torch.rand(n, generator=g) < torch.tensor([[0.1, 0.6], [0.4, 0.9]])[x, u]).long()
+    return {"x": x, "y": y}
+
+
+@pytest.fixture(scope="module")
+def bow_family():
+    data = bow_data()
+    diagram = TabularDiagram({"x": 2, "y": 2}, {"y": ["x"]}, {"c": (3, ["x", "y"])})
+    train, heldout = {k: v[:2400] for k, v in data.items()}, {k: v[2400:] for k, v in data.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning from the library's own calls
+        family = fit_family(diagram.model, train, heldout=heldout, **SMALL)
+    return diagram, family, train, heldout
+
+
+def test_every_member_fits_heldout_data_within_tau(bow_family):
+    diagram, family, _, heldout = bow_family
+    assert len(family) >= 4
+    scores = []
+    for member in family:
+        member.activate()
+        scores.append(-mean_loglik(diagram.model, heldout))  # scored afresh, from the member's saved state
+    assert max(scores) - min(scores) <= family.tau + 1e-6
+    assert scores == pytest.approx([m.heldout_nll for m in family], abs=1e-5)
+
+
+def test_members_do_not_overwrite_each_other(bow_family):
+    _, family, _, _ = bow_family
+    low, high = family.range()
+    lowest = min(family, key=lambda m: m.p_do[1, 1].item())
+    highest = max(family, key=lambda m: m.p_do[1, 1].item())
+    assert high[1, 1] - low[1, 1] > 0.2
+    for member in (lowest, highest, lowest):  # interleaved: each draw uses its own member's parameters
+        share = intervene(member, {"x": 1}, 20000)["y"].float().mean().item()
+        assert share == pytest.approx(member.p_do[1, 1].item(), abs=0.015)
+
+
+def test_vertices_reach_the_sharp_bounds_and_cover_the_truth(bow_family):
+    _, family, train, _ = bow_family
+    joint = torch.zeros(2, 2)
+    joint.index_put_((train["x"], train["y"]), torch.ones(len(train["x"])), accumulate=True)
+    lower, upper = bow_graph_bounds(joint / joint.sum())
+    low, high = family.range()
+    # within the fit tolerance the reach may exceed the empirical bounds a little, never fall far short
+    assert (low - lower.float()).abs().max() < 0.05 and (high - upper.float()).abs().max() < 0.05
+    truth = torch.tensor([[0.65, 0.35], [0.35, 0.65]])
+    assert bool(((truth >= low - 1e-6) & (truth <= high + 1e-6)).all())
+
+
+def test_dial_orders_the_entropy(bow_family):
+    _, family, _, _ = bow_family
+    dial = {m.label: m.entropy for m in family if m.kind == "dial"}
+    diffuse = [v for k, v in dial.items() if k.startswith("entropy 1.00")]
+    sharp = [v for k, v in dial.items() if k.startswith("entropy 0.00")]
+    assert diffuse and sharp and min(diffuse) > max(sharp) + 0.5
+
+
+def test_diffuse_end_is_the_observational_answer(bow_family):
+    _, family, train, _ = bow_family
+    diffuse = [m for m in family if m.kind == "dial" and m.label.startswith("entropy 1.00")]
+    observational = torch.stack([train["y"][train["x"] == x].float().mean() for x in (0, 1)])
+    for member in diffuse:
+        assert torch.allclose(member.p_do[:, 1], observational, atol=0.03)
+
+
+def test_save_and_load_round_trip(bow_family, tmp_path):
+    diagram, family, _, _ = bow_family
+    path = family.save(tmp_path / "family.pt")
+    torch.load(path, weights_only=True)  # tensors and primitives only
+    loaded = Family.load(path, diagram.model)
+    assert len(loaded) == len(family) and torch.equal(loaded.p_do(), family.p_do())
+    share = intervene(loaded[-1], {"x": 0}, 20000)["y"].float().mean().item()
+    assert share == pytest.approx(loaded[-1].p_do[0, 1].item(), abs=0.015)
+
+
+def test_attribute_mixture_is_a_diagram_too():
+    data = bow_data(2000, seed=1)
+    mixture = AttributeMixture(3, 2, 2, y_given_xc="table")
+    family = fit_family(mixture.model, data, cells=True, functionals={"ace": lambda q: q[1, 1] - q[0, 1]},
+                        **SMALL)
+    kinds = {m.kind for m in family}
+    assert {"restart", "dial", "cell", "functional"} <= kinds
+    ace = [m.p_do[1, 1] - m.p_do[0, 1] for m in family if m.kind == "functional"]
+    assert max(ace) - min(ace) > 0.3   # the ACE is only partially identified here
+
+
+def test_bad_inputs_are_one_line():
+    diagram = TabularDiagram({"x": 2, "y": 2}, {"y": ["x"]})
+    with pytest.raises(ValueError, match="no confounder site"):
+        fit_family(diagram.model, bow_data(100), **SMALL)
+    diagram = TabularDiagram({"x": 2, "y": 2}, {"y": ["x"]}, {"c": (2, ["x", "y"])})
+    with pytest.raises(ValueError, match="tau"):
+        fit_family(diagram.model, bow_data(100), tau=0.0, **SMALL)
+    with pytest.raises(ValueError, match="no sample site 'hue'"):
+        fit_family(diagram.model, bow_data(100), outcome="hue", **SMALL)
