@@ -69,6 +69,8 @@ import torch
 from pyro import poutine
 from tqdm.auto import tqdm
 
+from cauvade_pyro.models.checks import check_data
+
 from .checkpoint import load_checkpoint, save_checkpoint
 from .exact import compress, enumerate_data, interventional_table
 
@@ -417,8 +419,8 @@ def fit_family(
         raise ValueError(f"entropy_targets: fractions of the maximum entropy in [0, 1], got {list(entropy_targets)}")
     if steps < 1 or member_steps < 1:
         raise ValueError(f"steps and member_steps: must be >= 1, got {steps} and {member_steps}")
-    data = {k: torch.as_tensor(v) for k, v in data.items()}
-    train, held = (data, {k: torch.as_tensor(v) for k, v in heldout.items()}) if heldout is not None \
+    data = check_data(diagram, data, max_plate_nesting)  # keys, dtypes, lengths, supports: one line each
+    train, held = (data, check_data(diagram, heldout, max_plate_nesting)) if heldout is not None \
         else _split(data, heldout_share, seed)
     example = {k: v[:2] for k, v in train.items()}
 
