@@ -7,9 +7,9 @@ import os
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-DIAGRAMS = ("confounded_attributes", "latent_response")
+DIAGRAMS = ("confounded_attributes", "latent_response", "user")
 DATASETS = ("shapes", "fashion_mnist", "mnist")
 # Image shape (channels, height, width) of each dataset, known without loading it.
 DATASET_IMAGE_SHAPES = {"shapes": (3, 28, 28), "fashion_mnist": (3, 28, 28), "mnist": (3, 28, 28)}
@@ -84,8 +84,46 @@ def _number(cfg: DictConfig, key: str):
     return value
 
 
+def _check_family(cfg: DictConfig) -> None:
+    """``model=user``: the diagram's target and data file, and fit_family's options."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    for key, what in (("model.target", "package.module:name of your diagram"),
+                      ("model.data", "a .pt or .npz file of your data")):
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        except MissingMandatoryValue:
+            raise ConfigError(f"{key} is required with model=user: give {what}") from None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} must be {what}, got {value!r}")
+    for key in ("model.treatment", "model.outcome"):
+        if not isinstance(OmegaConf.select(cfg, key), str):
+            raise ConfigError(f"{key} must name a site of the diagram, got {OmegaConf.select(cfg, key)!r}")
+    family = "inference.family"
+    if not _number(cfg, f"{family}.tau") > 0 or not math.isfinite(_number(cfg, f"{family}.tau")):
+        raise ConfigError(f"{family}.tau must be a finite number of nats per datapoint > 0, got {cfg.inference.family.tau}")
+    if not 0.0 < _number(cfg, f"{family}.heldout_share") < 1.0:
+        raise ConfigError(f"{family}.heldout_share must lie in (0, 1), got {cfg.inference.family.heldout_share}")
+    for key, low in (("restarts", 1), ("random_directions", 0), ("steps", 1), ("member_steps", 1)):
+        value = _number(cfg, f"{family}.{key}")
+        if value < low or not float(value).is_integer():
+            raise ConfigError(f"{family}.{key} must be an integer >= {low}, got {value}")
+    if not _number(cfg, f"{family}.lr") > 0:
+        raise ConfigError(f"{family}.lr must be > 0, got {cfg.inference.family.lr}")
+    targets = cfg.inference.family.entropy_targets
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in targets):
+        raise ConfigError(f"{family}.entropy_targets must be fractions in [0, 1], got {list(targets)}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first value outside its range (before any data is loaded)."""
+    if cfg.model.get("diagram") == "user":
+        _check_family(cfg)
+        for key in ("seed", "torch_threads"):
+            value = _number(cfg, key)
+            if not float(value).is_integer() or (key != "seed" and value < 0):
+                raise ConfigError(f"{key} must be an integer{'' if key == 'seed' else ' >= 0'}, got {value}")
+        return
     if _number(cfg, "model.K") < 1 or not float(cfg.model.K).is_integer():
         raise ConfigError(f"model.K must be an integer >= 1, got {cfg.model.K}")
     if not math.isfinite(_number(cfg, "inference.gamma")):
@@ -188,17 +226,22 @@ def check_overrides(argv: list[str]) -> None:
     except Exception as error:
         raise ConfigError(str(error).strip().splitlines()[0]) from None
     groups = {p.name for p in (Path(__file__).parent / "conf").iterdir() if p.is_dir() and not p.name.startswith("_")}
-    choices, plain = [], []
+    choices, plain, added = [], [], []
     for override in parsed:
         key = override.key_or_group
-        if override.type is not OverrideType.CHANGE or override.package or key.startswith("hydra"):
+        if override.package or key.startswith("hydra"):
+            continue
+        if override.type in (OverrideType.ADD, OverrideType.FORCE_ADD):
+            added.append(key)  # `+key=…` adds a key: the app must read it, or it would be silently ignored
+            continue
+        if override.type is not OverrideType.CHANGE:
             continue
         if key in groups:
             value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else override.value()
             choices.append(f"{key}={value}")
         else:
             plain.append(key)
-    if not plain and not choices:
+    if not plain and not choices and not added:
         return
     with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
         try:
@@ -206,9 +249,18 @@ def check_overrides(argv: list[str]) -> None:
         except Exception as error:  # e.g. an unknown group option: keep Hydra's words, drop its search path
             text = str(error).split("Config search path")[0]
             raise ConfigError(" ".join(text.split())) from None
-    missing = object()
+    def known(key: str) -> bool:  # a key with a mandatory value (???) is known, though select calls it missing
+        parent, _, last = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return isinstance(node, DictConfig) and node._get_node(last) is not None
+
+    for key in added:
+        if not known(key):
+            hint = (" (a diagram of your own: model=user model.target=package.module:name model.data=FILE)"
+                    if key.endswith("_target_") or key.startswith("model") else "")
+            raise ConfigError(f"config key {key!r} is not used by cauvade_pyro.fit, so it would be ignored{hint}")
     for key in plain:
-        if OmegaConf.select(cfg, key, default=missing) is missing:
+        if not known(key):
             parent = key.rpartition(".")[0]
             while parent and not isinstance(OmegaConf.select(cfg, parent, default=None), DictConfig):
                 parent = parent.rpartition(".")[0]

@@ -58,3 +58,44 @@ def save_effect_plot(path: str | Path, per_x: list[dict], title: str = "") -> Pa
     return Path(path)
 
 
+
+
+KIND_COLOURS = {"restart": "tab:gray", "dial": "tab:blue", "vertex": "tab:red", "direction": "tab:orange",
+                "cell": "tab:purple", "functional": "tab:green"}
+
+
+def save_family_plot(path: str | Path, p_do: np.ndarray, kinds: list[str], treatment: str, outcome: str,
+                     title: str = "", lower: np.ndarray | None = None, upper: np.ndarray | None = None,
+                     truth: np.ndarray | None = None) -> Path:
+    """P(outcome | do(treatment = t)) of every member (dots, coloured by how the member was made) per t, the
+    family's range (grey bar) and, where given, bounds and truth. ``p_do`` has shape (members, |T|, |O|)."""
+    p_do = np.asarray(p_do)
+    num_t, num_o = p_do.shape[1:]
+    fig, axes = plt.subplots(1, num_t, figsize=(max(3.2, 0.7 * num_o + 1.5) * num_t, 3.2), squeeze=False,
+                             sharey=True)
+    offsets = np.linspace(-0.3, 0.3, len(p_do)) if len(p_do) > 1 else np.zeros(1)
+    for t, ax in enumerate(axes[0]):
+        outcomes = np.arange(num_o)
+        if lower is not None and upper is not None:
+            ax.bar(outcomes, upper[t] - lower[t], bottom=lower[t], width=0.85, color="0.9", label="bounds")
+        ax.bar(outcomes, p_do[:, t].max(0) - p_do[:, t].min(0), bottom=p_do[:, t].min(0), width=0.7,
+               color="0.7", alpha=0.6, label="family range")
+        for kind in dict.fromkeys(kinds):
+            index = [i for i, k in enumerate(kinds) if k == kind]
+            for o in outcomes:
+                ax.plot(o + offsets[index], p_do[index, t, o], ".", color=KIND_COLOURS.get(kind, "k"), markersize=4,
+                        label=kind if o == 0 else None)
+        if truth is not None:
+            ax.plot(outcomes, truth[t], "k_", markersize=18, mew=2.5, label="truth")
+        ax.set_title(f"do({treatment} = {t})", fontsize=9)
+        ax.set_xlabel(outcome)
+        ax.set_xticks(outcomes)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0, 0].set_ylabel(f"P({outcome} | do({treatment}))")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=len(labels))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -13,7 +13,7 @@ from .counts import (
 )
 from .elbo import GammaEntropyELBO
 from .exact import enumerate_data, interventional_table, mean_loglik
-from .fit_family import Family, Member, fit_family
+from .spanning import Family, Member, fit_family
 from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
 from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response

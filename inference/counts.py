@@ -108,8 +108,9 @@ def mean_nll(mixture: AttributeMixture, counts: torch.Tensor) -> torch.Tensor:
 
 
 def _check_finite(loss: torch.Tensor | float, step: int, total: int, what: str, hint: str) -> None:
-    if not math.isfinite(float(loss)):
-        raise FloatingPointError(f"non-finite loss {float(loss)} at step {step} of {total} ({what}); {hint}")
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)  # no grad-to-scalar warning
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite loss {value} at step {step} of {total} ({what}); {hint}")
 
 
 def fit_attribute_counts(

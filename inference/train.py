@@ -303,14 +303,24 @@ def fit_diagram(
     """Fit any diagram written with the CauVaDE conventions; builds an :class:`AmortizedGuide` when none is given.
 
     Returns ``(guide, losses)``. The param store is cleared first, so a fit starts from the modules' values.
-    The diagram is checked first (:func:`~cauvade_pyro.models.primitives.check_diagram`): no confounder site,
-    or an image site that depends on the confounder, is a ``ValueError`` before any training.
+    Give exactly one of ``steps`` and ``epochs``. The diagram and its data are checked first
+    (:func:`~cauvade_pyro.models.primitives.check_diagram`, :func:`~cauvade_pyro.models.checks.check_data`):
+    a missing key, a wrong dtype, length, image layout or range, no confounder site, or an image site that
+    depends on the confounder, is a one-line ``ValueError`` before any training (unused keys: a warning).
+
+    >>> fit_diagram(lambda data=None, num_samples=None: None, {"x": torch.zeros(2)})
+    Traceback (most recent call last):
+    ...
+    ValueError: fit_diagram: give the length of the fit, steps=... (SVI steps) or epochs=... (passes over the data)
     """
     from cauvade_pyro.models.primitives import check_diagram
 
-    generator = seed_everything(seed)
+    if steps is None and epochs is None:
+        raise ValueError("fit_diagram: give the length of the fit, steps=... (SVI steps) or epochs=... (passes over the data)")
+    if steps is not None and epochs is not None:
+        raise ValueError(f"fit_diagram: give steps or epochs, not both (got steps={steps}, epochs={epochs})")
     pyro.clear_param_store()
-    check_diagram(model, to_float_images({k: v[:2] for k, v in data.items()}))
+    data = check_diagram(model, data)
     pyro.clear_param_store()
     generator = seed_everything(seed)
     if guide is None:

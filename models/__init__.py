@@ -1,5 +1,6 @@
 """Causal diagrams as Pyro programs, and their neural likelihood networks (imported as ``cauvade_pyro.models``)."""
 
+from .checks import check_data
 from .confounded_attributes import (
     LIKELIHOODS,
     Y_PARAMETERIZATIONS,
@@ -9,6 +10,7 @@ from .confounded_attributes import (
 )
 from .latent_response import LatentResponseModel
 from .nets import ConvDecoder, ConvEncoder, FiLM, GaussianHead, MLPDecoder, MLPEncoder, make_decoder, make_encoder
+from .tabular import TabularDiagram
 from .primitives import DATA_PLATE, confounder, data_size, is_confounder
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "LatentResponseModel",
     "MLPDecoder",
     "MLPEncoder",
+    "TabularDiagram",
     "Y_PARAMETERIZATIONS",
+    "check_data",
     "confounder",
     "data_size",
     "is_confounder",

@@ -77,24 +77,53 @@ def data_size(data: Mapping[str, torch.Tensor] | None, num_samples: int | None) 
     return len(next(iter(data.values())))
 
 
-def check_diagram(model, data: Mapping[str, torch.Tensor], max_plate_nesting: int = 1) -> None:
-    """Check a user diagram before fitting; each problem is an explanatory ``ValueError``.
+def check_diagram(model, data: Mapping[str, torch.Tensor], max_plate_nesting: int = 1) -> dict[str, torch.Tensor]:
+    """Check a user diagram and its data before fitting; each problem is an explanatory one-line ``ValueError``.
 
-    The model is traced once on ``data`` with its confounders enumerated (as ``TraceEnum_ELBO`` will):
+    The data are checked first (:func:`~cauvade_pyro.models.checks.check_data`: keys, dtypes, lengths, image
+    layout and range, the ``"data"`` plate); the normalised data are returned. Then the model is traced on the
+    first rows with its confounders enumerated (as ``TraceEnum_ELBO`` will):
 
     - it must declare at least one confounder with :func:`confounder`;
     - no image-like site (event rank >= 3) may depend on a confounder: the decoder never takes ``c``. An
       enumerated confounder carries its own batch dimension, so a decoder that receives ``c`` (directly or
       through anything computed from it) gives the image distribution that dimension.
+
+    A failure of the enumerated trace is blamed on ``c`` only when the same trace without enumeration succeeds.
+
+    >>> import torch, pyro.distributions as dist
+    >>> def model(data=None, num_samples=None):
+    ...     data = data or {}
+    ...     with pyro.plate("data", num_samples or len(data["x"])):
+    ...         pyro.sample("x", dist.Categorical(logits=torch.zeros(3)), obs=data.get("x"))
+    >>> check_diagram(model, {"x": torch.tensor([0, 1])})
+    Traceback (most recent call last):
+    ...
+    ValueError: the diagram has no confounder site (its sample sites are ['x']): declare the enumerated cluster with cauvade_pyro.confounder(name, logits) inside the 'data' plate
     """
     from pyro import poutine
 
+    from .checks import check_data, isolated
+
+    data = check_data(model, data, max_plate_nesting)
+    example = {key: (value[:2].float() / 255.0 if value.dtype == torch.uint8 else value[:2]) for key, value in data.items()}
+    device = next(iter(example.values())).device
+    devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        trace = poutine.trace(poutine.enum(model, first_available_dim=-1 - max_plate_nesting)).get_trace(data)
+        with isolated(devices):
+            trace = poutine.trace(poutine.enum(model, first_available_dim=-1 - max_plate_nesting)).get_trace(example)
     except ValueError:
         raise
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        try:  # without enumeration: if this fails too, the confounder is not the cause
+            with isolated(devices):
+                poutine.trace(model).get_trace(example)
+        except Exception:
+            raise ValueError(
+                f"the diagram fails on the first rows of the data ({type(error).__name__}: {first}), with or without "
+                "enumerating its confounder, so c is not the cause: check how the model reads the data"
+            ) from None
         raise ValueError(
             f"the diagram fails when its confounder is enumerated ({type(error).__name__}: {first}); a common cause "
             "is a network that receives the confounder c, which carries an extra enumeration dimension of size K: "
@@ -122,3 +151,4 @@ def check_diagram(model, data: Mapping[str, torch.Tensor], max_plate_nesting: in
                     f"{c_name!r}: the decoder must not take {c_name!r} (the image depends on c only through the "
                     "attributes, so one image model serves the whole family); pass it x, y and the noise instead"
                 )
+    return data

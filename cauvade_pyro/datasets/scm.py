@@ -70,6 +70,16 @@ def sample_categorical(probs: torch.Tensor, n: int | None, generator: torch.Gene
 class ConfoundedColourSCM:
     """Tabular ground truth: ``p_u`` (M,), ``p_x_given_u`` (M, NX), ``p_y_given_xu`` (NX, M, NY), float64.
 
+    Tables given directly are checked on construction (one-line ``ValueError``): shapes that agree, finite
+    non-negative entries and distributions that sum to one over their last axis. ``p_y_given_xu`` is indexed
+    ``[x, u, y]``: a table laid out ``[u, x, y]`` is refused when M != NX, but when M = NX the two layouts have
+    the same shape and cannot be told apart; index such a table as ``[x, u, y]`` (``table.transpose(0, 1)``).
+
+    >>> ConfoundedColourSCM(torch.tensor([0.5, 0.5]), torch.eye(2), torch.ones(2, 2, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: p_y_given_xu: each row P(Y | x, u) must sum to 1 (a distribution), but sums range over [3, 3]; normalise it: p / p.sum(-1, keepdim=True)
+
     >>> scm = ConfoundedColourSCM.make(confounding=0.0)
     >>> bool(torch.allclose(scm.observational_y_given_x(), scm.interventional_y(), atol=1e-12))
     True
@@ -82,6 +92,33 @@ class ConfoundedColourSCM:
     p_y_given_xu: torch.Tensor
 
     # ------------------------------------------------------------------ construction
+    def __post_init__(self) -> None:
+        for name in ("p_u", "p_x_given_u", "p_y_given_xu"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise ValueError(f"{name}: must be a floating-point torch.Tensor of probabilities, got {type(value).__name__}"
+                                 f"{'' if not isinstance(value, torch.Tensor) else ' of dtype ' + str(value.dtype)}")
+        p_u, p_x, p_y = self.p_u, self.p_x_given_u, self.p_y_given_xu
+        if p_u.dim() != 1 or p_x.dim() != 2 or p_y.dim() != 3:
+            raise ValueError(f"tables: expected p_u (M,), p_x_given_u (M, NX), p_y_given_xu (NX, M, NY), got shapes "
+                             f"{tuple(p_u.shape)}, {tuple(p_x.shape)}, {tuple(p_y.shape)}")
+        m, nx = p_x.shape
+        if p_u.shape[0] != m:
+            raise ValueError(f"p_x_given_u: has {m} rows (one per u), but p_u has {p_u.shape[0]} confounder values")
+        if tuple(p_y.shape[:2]) != (nx, m):
+            layout = " (laid out [u, x, y]: pass p_y_given_xu.transpose(0, 1))" if tuple(p_y.shape[:2]) == (m, nx) else ""
+            raise ValueError(f"p_y_given_xu: expected shape (NX, M, NY) = ({nx}, {m}, NY), indexed [x, u, y], got "
+                             f"{tuple(p_y.shape)}{layout}")
+        for name, table, what in (("p_u", p_u, "P(U)"), ("p_x_given_u", p_x, "P(X | u)"), ("p_y_given_xu", p_y, "P(Y | x, u)")):
+            if not bool(table.isfinite().all()) or bool((table < 0).any()):
+                raise ValueError(f"{name}: entries must be finite and >= 0 (probabilities)")
+            sums = table.sum(-1)
+            tolerance = 1e-6 if table.dtype == torch.float64 else 1e-4
+            if not bool(((sums - 1).abs() <= tolerance).all()):
+                rows = "" if table.dim() == 1 else "each row "
+                raise ValueError(f"{name}: {rows}{what} must sum to 1 (a distribution), but sums range over "
+                                 f"[{float(sums.min()):.4g}, {float(sums.max()):.4g}]; normalise it: p / p.sum(-1, keepdim=True)")
+
     @classmethod
     def make(
         cls,

@@ -1,4 +1,4 @@
-r"""A family of members for any discrete diagram: one call, separate saved members, a fit tolerance τ.
+r"""fit_family: members of any discrete diagram that span the feasible region within a fit tolerance τ.
 
 A *member* is one setting θ of the diagram's parameters (one saved state of Pyro's param store). A *family* is
 the set of members that fit the data about equally well and differ in P(o | do(t)). Every quantity below is
@@ -19,15 +19,16 @@ dropped; the family counts both.
    (θ₀ + ``init_scale`` · N(0, I) per seed); the best training fit gives :math:`\bar\ell^\star`.
 2. *The entropy dial*: for each target level :math:`h = f \cdot \sum_c \log K_c`,
    f ∈ ``entropy_targets`` (1 = every cluster alike: the observational answer; 0 = sharp clusters), starting
-   from every restart, minimise the augmented Lagrangian
+   from every restart, minimise
 
    .. math::
 
-       \bar\ell(θ) + λ (\bar H - h) + \tfrac{μ}{2} (\bar H - h)^2 + ρ\, \mathrm{relu}(\bar\ell - \bar\ell^\star - τ_{\text{train}})^2,
+       \bar\ell(θ) + \tfrac{μ}{2} (\bar H - h)^2 + ρ\, \mathrm{relu}(\bar\ell - \bar\ell^\star - τ_{\text{train}})^2
 
-   with λ ← λ + μ(H̄ − h) every step. At a stationary point :math:`∇\bar\ell + γ ∇\bar H = 0` with
-   γ = λ + μ(H̄ − h): the member is the paper's γ-member for that γ, and γ is what it reports. Unlike a fixed γ
-   (which switches between the two ends within γ ∈ [0, 0.05]), the target moves the member continuously.
+   (μ = 1, ρ raised geometrically). The member reports the γ of the paper's loss ℓ̄ + γ H̄ that is stationary at
+   its θ: the least-squares solution of :math:`∇\bar\ell + γ ∇\bar H = 0`. Where the likelihood is flat
+   along the entropy (a free table reaches every entropy at the same fit) that γ is ≈ 0: which is why a fixed γ
+   switches between the two ends at tiny values instead of dialling, while a target entropy moves continuously.
 3. *Directions*: maximise :math:`\langle w, Q_θ \rangle` within τ_train for directions w on the
    |T| × |O| table: the *vertices* w = ±(e_j summed over t) (all the free mass of every do(t) to outcome j, or
    none of it) and ``random_directions`` Gaussian w. In the bow graph the feasible set of P(· | do(t)) is
@@ -300,7 +301,7 @@ def _schedule(share: float, low: float, high: float) -> float:
 def _optimise(engine: _Engine, start: Mapping[str, torch.Tensor], *, steps: int, lr: float,
               nll_weight: torch.Tensor, entropy_target: torch.Tensor, entropy_weight: torch.Tensor,
               directions: torch.Tensor, best: float | None, tolerance: float,
-              penalty: tuple[float, float] = (1e2, 1e6), mu: float = 1.0) -> dict[str, torch.Tensor]:
+              penalty: tuple[float, float] = (1e2, 1e6), mu: float = 1.0, bar=None) -> dict[str, torch.Tensor]:
     """Minimise, for every member m of the stack at once (each depends on its own θ_m only),
 
         w_m ℓ̄ + a_m (μ/2)(H̄ − h_m)² − ⟨d_m, Q⟩ + ρ relu(ℓ̄ − ℓ̄* − tol)²
@@ -323,6 +324,8 @@ def _optimise(engine: _Engine, start: Mapping[str, torch.Tensor], *, steps: int,
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
+        if bar is not None:
+            bar.update()
     if best is not None:
         _restore(engine, params, best, tolerance, 0.1 * lr, max(steps // 2, 1))
     return {name: value.detach() for name, value in params.items()}
@@ -439,7 +442,7 @@ def fit_family(
     with torch.no_grad():
         engine.one(initial)  # one validated, unbatched pass: a diagram that fails says so here, not inside vmap
     tol = train_share_of_tau * tau
-    bar = tqdm(total=3, desc="family", disable=not progress, leave=False)
+    bar = tqdm(total=steps + member_steps, desc="family", unit="step", disable=not progress, leave=False)
 
     def stacked(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {name: torch.stack([state[name] for state in states]) for name in initial}
@@ -454,7 +457,7 @@ def fit_family(
         directions = torch.stack([spec.get("direction", torch.zeros(cards)) for spec in specs])
         return _optimise(engine, stacked(starts), steps=run_steps, lr=lr, nll_weight=field_of("nll_weight", 0.0),
                          entropy_target=field_of("entropy_target", 0.0), entropy_weight=field_of("entropy_weight", 0.0),
-                         directions=directions, best=best, tolerance=tolerance)
+                         directions=directions, best=best, tolerance=tolerance, bar=bar)
 
     # 1. restarts: plain maximum likelihood (γ = 0) from random initial values
     generator = torch.Generator()
@@ -465,8 +468,8 @@ def fit_family(
                        for name, value in initial.items()})
     restart_specs = [{"kind": "restart", "label": f"γ=0 restart {i}", "seed": seed + i, "nll_weight": 1.0}
                      for i in range(restarts)]
+    bar.set_postfix(phase=f"{restarts} restarts")
     fitted = run(restart_specs, starts, None, steps, tol)
-    bar.update()
     with torch.no_grad():
         restart_nll = engine.stack(fitted)[0]
     best_train = float(restart_nll.min())
@@ -501,6 +504,7 @@ def fit_family(
                     weights = torch.zeros(cards)
                     weights[t, o] = sign
                     direction_spec(weights, "cell", f"{word} P({outcome}={o} | do({treatment}={t}))")
+    bar.set_postfix(phase=f"{len(specs)} members")
     members_params = run(specs, member_starts, best_train, member_steps, tol)
     functional_members = []
     for name, functional in (functionals or {}).items():
@@ -511,7 +515,6 @@ def fit_family(
                   member_steps, lr)
             functional_members.append(({"kind": "functional", "label": f"{word} {name}", "seed": seed + base_index},
                                        unstack(params, 0)))
-    bar.update()
 
     # 3. acceptance on held-out rows: within tau of the best candidate; one repair, else dropped; duplicates
     candidates = ([(spec, restart_states[i]) for i, spec in enumerate(restart_specs)]
@@ -548,7 +551,6 @@ def fit_family(
             spec["kind"], spec["label"], 0.0 if spec["kind"] == "restart" else float(gammas[i]), spec["seed"],
             unstack(all_params, i), float(train_nll[i]), float(held_nll[i]), float(entropy[i]),
             tables[i].detach().cpu().clone(), i in repaired, diagram=diagram, example=example))
-    bar.update()
     bar.close()
     family = Family(accepted, treatment, outcome, cards[0], cards[1], tau, best_held, dropped)
     family.seconds = time.perf_counter() - started
