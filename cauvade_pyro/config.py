@@ -252,7 +252,10 @@ def check_overrides(argv: list[str]) -> None:
     def known(key: str) -> bool:  # a key with a mandatory value (???) is known, though select calls it missing
         parent, _, last = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        return isinstance(node, DictConfig) and node._get_node(last) is not None
+        try:
+            return isinstance(node, DictConfig) and node._get_node(last) is not None
+        except Exception:  # noqa: BLE001 - a struct config refuses the lookup of a key it lacks
+            return False
 
     for key in added:
         if not known(key):

@@ -78,6 +78,9 @@ def test_cuda_without_cuda_is_one_line(monkeypatch, device):
                                 "use device=auto or device=cpu")
 
 
-def test_adding_a_key_on_purpose_is_still_possible():
-    """`+key=value` is Hydra's way to add a key; the unknown-key check leaves it alone (validation then runs)."""
-    check_overrides(["+notes=hello", "hydra.run.dir=/tmp/x", "model=latent_response", "model.r_dim=3"])
+def test_a_key_the_app_does_not_read_is_refused_even_when_added_on_purpose():
+    """`+key=value` adds a key Hydra accepts, but nothing would read it: one line instead of silently ignoring it.
+    A known key forced with `++` is still fine."""
+    with pytest.raises(ConfigError, match="config key 'notes' is not used by cauvade_pyro.fit"):
+        check_overrides(["+notes=hello", "hydra.run.dir=/tmp/x"])
+    check_overrides(["++model.K=5", "hydra.run.dir=/tmp/x", "model=latent_response", "model.r_dim=3"])
