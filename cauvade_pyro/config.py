@@ -23,11 +23,11 @@ BASE_DATASETS = {
     "mnist": ("MNIST", None, None),
 }
 NETS = ("conv", "mlp")
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "logistic")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 ATTRIBUTE_OBJECTIVES = ("pyro", "counts")
 PRECISIONS = ("fp32", "bf16")
-SWEEPS = ("independent", "shared")
+SWEEPS = ("independent", "shared", "family")
 
 
 class ConfigError(ValueError):
@@ -84,7 +84,7 @@ def _number(cfg: DictConfig, key: str):
     return value
 
 
-def _check_family(cfg: DictConfig) -> None:
+def _check_user_diagram(cfg: DictConfig) -> None:
     """``model=user``: the diagram's target and data file, and fit_family's options."""
     from omegaconf.errors import MissingMandatoryValue
 
@@ -99,6 +99,11 @@ def _check_family(cfg: DictConfig) -> None:
     for key in ("model.treatment", "model.outcome"):
         if not isinstance(OmegaConf.select(cfg, key), str):
             raise ConfigError(f"{key} must name a site of the diagram, got {OmegaConf.select(cfg, key)!r}")
+    _check_family_options(cfg)
+
+
+def _check_family_options(cfg: DictConfig) -> None:
+    """``inference.family``: the options of fit_family (model=user, or inference.sweep=family)."""
     family = "inference.family"
     if not _number(cfg, f"{family}.tau") > 0 or not math.isfinite(_number(cfg, f"{family}.tau")):
         raise ConfigError(f"{family}.tau must be a finite number of nats per datapoint > 0, got {cfg.inference.family.tau}")
@@ -118,7 +123,7 @@ def _check_family(cfg: DictConfig) -> None:
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first value outside its range (before any data is loaded)."""
     if cfg.model.get("diagram") == "user":
-        _check_family(cfg)
+        _check_user_diagram(cfg)
         for key in ("seed", "torch_threads"):
             value = _number(cfg, key)
             if not float(value).is_integer() or (key != "seed" and value < 0):
@@ -141,6 +146,11 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"inference.precision must be one of {PRECISIONS}, got {cfg.inference.precision!r}")
     if cfg.inference.get("sweep", "independent") not in SWEEPS:
         raise ConfigError(f"inference.sweep must be one of {SWEEPS}, got {cfg.inference.sweep!r}")
+    if cfg.inference.get("sweep") == "family":
+        if cfg.model.diagram != "confounded_attributes":
+            raise ConfigError("inference.sweep=family fits the family of the default diagram's attribute level; "
+                              f"model={cfg.model.diagram} has no such split (use model=user for a discrete diagram)")
+        _check_family_options(cfg)
     if "member_epochs" in cfg.inference:
         member_epochs = _number(cfg, "inference.member_epochs")
         if member_epochs < 1 or not float(member_epochs).is_integer():

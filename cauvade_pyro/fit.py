@@ -105,6 +105,61 @@ def _fit_confounded_attributes(cfg, dataset, device, out_dir: Path):
     return model, {"image_model": str(image_path), "attribute_loss_final": losses[-1]}, evaluate_confounded_attributes
 
 
+def _family_options(cfg: DictConfig) -> dict:
+    options = OmegaConf.to_container(cfg.inference.family, resolve=True)
+    options["entropy_targets"] = tuple(options["entropy_targets"])
+    return options
+
+
+def _fit_confounded_family(cfg, dataset, device, out_dir: Path):
+    """inference.sweep=family: the whole family of the attribute level (fit_family) around the shared image model.
+
+    Writes ``family.pt`` and ``family.png``; the member evaluated in full (images, effectiveness) is the best
+    γ = 0 restart, every member is scored at the attribute level (exact P(y | do(x)) against the truth, and the
+    family's coverage of the truth and span of the sharp bounds)."""
+    import torch
+
+    from cauvade_pyro.evaluate import evaluate_confounded_attributes
+    from cauvade_pyro.inference import fit_family, seed_everything
+    from cauvade_pyro.members import build_attributes, shared_image_model
+    from cauvade_pyro.metrics import bow_graph_bounds, circular_w1
+    from cauvade_pyro.metrics.family import coverage, span
+    from cauvade_pyro.models import ConfoundedAttributesModel
+    from cauvade_pyro.plots import save_family_plot
+
+    image_model, image_path, trained = shared_image_model(cfg, dataset, device, progress=cfg.progress)
+    log.info("shared image model %s (%s)", image_path, "trained" if trained else "loaded from cache")
+    attributes = build_attributes(cfg, dataset.num_classes, dataset.num_hue_bins).to(device)
+    model = ConfoundedAttributesModel(attributes, image_model).eval()
+    seed_everything(int(cfg.seed))
+    train = {k: dataset.train[k].to(device) for k in ("x", "y")}
+    heldout = {k: dataset.test[k].to(device) for k in ("x", "y")}  # τ is checked on the test split
+    options = {k: v for k, v in _family_options(cfg).items() if k != "heldout_share"}
+    family = fit_family(model.model, train, heldout=heldout, seed=int(cfg.seed), progress=bool(cfg.progress), **options)
+    family.save(out_dir / "family.pt")
+    scm = dataset.scm
+    truth = scm.interventional_y().float()
+    lower, upper = bow_graph_bounds(scm.joint_xy())
+    low, high = family.range()
+    per_cell = span(low, high, lower, upper).per_cell
+    valid = ~torch.isnan(per_cell)
+    positions = scm.bin_centres()
+    scores = {
+        "coverage": round(coverage(truth, low, high, atol=1e-6).share, 4),
+        "span": round(float(per_cell[valid].clamp(max=1.0).mean()), 4),
+        "member_scores": [{**m.summary(), "w1_to_truth": [round(circular_w1(m.p_do[x], truth[x], positions), 5)
+                                                     for x in range(dataset.num_classes)]} for m in family],
+    }
+    save_family_plot(out_dir / "family.png", family.p_do().numpy(), [m.kind for m in family], "x", "hue bin",
+                     f"family of the attribute level: {len(family)} members within τ={family.tau:g} nats",
+                     lower.numpy(), upper.numpy(), truth.numpy())
+    summary_keys = ("tau", "members", "dropped", "best_heldout_nll", "max_fit_gap_nats", "seconds", "by_kind")
+    info = {"image_model": str(image_path), "sweep": "family",
+            "family": {**{k: v for k, v in family.summary().items() if k in summary_keys}, **scores}}
+    family[0].activate()  # the best γ = 0 restart: its images and effectiveness go into the usual metrics
+    return model, info, evaluate_confounded_attributes
+
+
 def _fit_latent_response(cfg, dataset, device, out_dir: Path):
     import torch
 
@@ -160,10 +215,8 @@ def run_user_family(cfg: DictConfig, started: float) -> dict:
     diagram = load_diagram(str(cfg.model.target))
     data = load_data(str(cfg.model.data))
     seed_everything(int(cfg.seed))
-    options = OmegaConf.to_container(cfg.inference.family, resolve=True)
-    options["entropy_targets"] = tuple(options["entropy_targets"])
     family = fit_family(diagram, data, treatment=str(cfg.model.treatment), outcome=str(cfg.model.outcome),
-                        seed=int(cfg.seed), progress=bool(cfg.progress), **options)
+                        seed=int(cfg.seed), progress=bool(cfg.progress), **_family_options(cfg))
     family.save(out_dir / "family.pt")
     title = f"{cfg.model.target}  τ={family.tau:g}  {len(family)} members"
     save_family_plot(out_dir / "effect.png", family.p_do().numpy(), [m.kind for m in family], family.treatment,
@@ -210,7 +263,10 @@ def run(cfg: DictConfig) -> dict:
     dataset = build_dataset(cfg)
     judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=int(cfg.eval.judge_images),
                         epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
-    fitter = _fit_confounded_attributes if cfg.model.diagram == "confounded_attributes" else _fit_latent_response
+    fitter = {"confounded_attributes": _fit_confounded_attributes, "latent_response": _fit_latent_response}[
+        cfg.model.diagram]
+    if cfg.inference.get("sweep") == "family":
+        fitter = _fit_confounded_family
     # inference.precision=bf16: every network of the fit (warm-up and shared bases included) under bf16 autocast
     with net_autocast(precision_dtype(str(cfg.inference.get("precision", "fp32")))):
         model, fit_info, evaluate = fitter(cfg, dataset, device, out_dir)
@@ -250,6 +306,10 @@ def summary(metrics: dict, out_dir: Path) -> str:
     if "posterior_entropy" in metrics:
         lines.append(f"  posterior entropy {metrics['posterior_entropy']:.3f}   held-out ELBO/image {metrics['heldout']['elbo']:.1f}")
     lines.append("  effectiveness: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["effectiveness"].items()))
+    if "family" in metrics:
+        family = metrics["family"]
+        lines.append(f"  family: {family['members']} members within τ={family['tau']:g} (dropped {family['dropped']}); "
+                     f"coverage of the truth {family['coverage']:.2f}, span of the sharp bounds {family['span']:.2f}")
     lines.append(f"  outputs: {out_dir}")
     return "\n".join(lines)
 

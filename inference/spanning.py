@@ -446,13 +446,23 @@ def fit_family(
         raise ValueError(f"entropy_targets: fractions of the maximum entropy in [0, 1], got {list(entropy_targets)}")
     if steps < 1 or member_steps < 1:
         raise ValueError(f"steps and member_steps: must be >= 1, got {steps} and {member_steps}")
-    data = check_data(diagram, data, max_plate_nesting)  # keys, dtypes, lengths, supports: one line each
-    train, held = (data, check_data(diagram, heldout, max_plate_nesting)) if heldout is not None \
+    # A diagram whose objective splits (the built-in one: log p(x, y) + log p(image | x, y), one image model for
+    # every member) names its attribute level: the family is fitted there, exactly; members sample the whole diagram.
+    program, prefix = diagram, ""
+    owner = _owner_module(diagram)
+    if owner is not None and hasattr(owner, "attribute_level"):
+        program, keys = owner.attribute_level()
+        level = _owner_module(program)
+        prefix = next(name for name, sub in owner.named_modules() if sub is level) + "."
+        data = {k: v for k, v in data.items() if k in keys}
+        heldout = None if heldout is None else {k: v for k, v in heldout.items() if k in keys}
+    data = check_data(program, data, max_plate_nesting)  # keys, dtypes, lengths, supports: one line each
+    train, held = (data, check_data(program, heldout, max_plate_nesting)) if heldout is not None \
         else _split(data, heldout_share, seed)
     example = {k: v[:2] for k, v in train.items()}
 
     pyro.clear_param_store()
-    trace = poutine.trace(diagram).get_trace(data=example)
+    trace = poutine.trace(program).get_trace(data=example)
     confounders = [s for s in trace.nodes.values() if s["type"] == "sample" and s["infer"].get("cauvade_confounder")]
     if not confounders:
         raise ValueError("the diagram has no confounder site: declare the enumerated cluster with "
@@ -462,7 +472,7 @@ def fit_family(
     if not _store_params():
         raise ValueError("the diagram has no parameters (pyro.param or pyro.module): nothing to fit")
     initial = _snapshot()
-    engine = _Engine(diagram, train, held, treatment, outcome, cards, max_plate_nesting)
+    engine = _Engine(program, train, held, treatment, outcome, cards, max_plate_nesting)
     with torch.no_grad():
         engine.one(initial)  # one validated, unbatched pass: a diagram that fails says so here, not inside vmap
     tol = train_share_of_tau * tau
@@ -574,8 +584,8 @@ def fit_family(
         accepted.append(Member(
             spec["kind"], spec["label"], 0.0 if spec["kind"] == "restart" else float(gammas[i]), spec["seed"],
             unstack(all_params, i), float(train_nll[i]), float(held_nll[i]), float(entropy[i]),
-            tables[i].detach().cpu().clone(), i in repaired, dict(engine.module_paths), diagram=diagram,
-            example=example))
+            tables[i].detach().cpu().clone(), i in repaired,
+            {name: prefix + path for name, path in engine.module_paths.items()}, diagram=diagram, example=example))
     bar.close()
     family = Family(accepted, treatment, outcome, cards[0], cards[1], tau, best_held, dropped)
     family.seconds = time.perf_counter() - started

@@ -37,11 +37,14 @@ from pyro import poutine
 from torch import nn
 from torch.nn.functional import one_hot
 
-from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, make_encoder
+from .nets import GaussianHead, concat_vectors, image_likelihood, image_mean, likelihood_params, make_decoder, make_encoder
 from .primitives import DATA_PLATE, confounder, data_size, register_params
 
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "logistic")
+# the discretised logistic needs two decoder maps per channel: the image model has them, the latent-response
+# diagram not (it refuses "logistic")
+IMAGE_LIKELIHOODS = LIKELIHOODS
 
 
 class AttributeMixture(nn.Module):
@@ -163,8 +166,8 @@ class ConditionalImageModel(nn.Module):
         kl_weight: float = 1.0,
     ):
         super().__init__()
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if likelihood not in IMAGE_LIKELIHOODS:
+            raise ValueError(f"model.image.likelihood must be one of {IMAGE_LIKELIHOODS}, got {likelihood!r}")
         if tuple(image_shape[1:]) != (28, 28):
             raise ValueError(f"image size must be 28x28, got {tuple(image_shape[1:])}")
         self.num_x, self.num_y, self.eps_dim = num_x, num_y, eps_dim
@@ -172,7 +175,7 @@ class ConditionalImageModel(nn.Module):
         self.likelihood = likelihood
         self.kl_weight = float(kl_weight)
         channels = image_shape[0]
-        self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels)
+        self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood))
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
         if likelihood == "gaussian":
@@ -188,8 +191,8 @@ class ConditionalImageModel(nn.Module):
         return image_likelihood(self.likelihood, logits, pixel_scale)
 
     def image_mean(self, logits: torch.Tensor) -> torch.Tensor:
-        """The image shown for a decoded code: the pixel probabilities (the mean of the Bernoulli)."""
-        return torch.sigmoid(logits)
+        """The image shown for a decoded code: the mean of the likelihood (sample grids show means, not draws)."""
+        return image_mean(self.likelihood, logits)
 
     def sample_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         """The sites ε and image; call inside the data plate."""
@@ -238,6 +241,11 @@ class ConfoundedAttributesModel(nn.Module):
         super().__init__()
         self.attributes = attributes
         self.image_model = image_model
+
+    def attribute_level(self):
+        """The part of the objective a family refits, and the data keys it reads: log p(x, y) splits off exactly
+        from log p(image | x, y), which one shared image model serves for every member."""
+        return self.attributes.model, ("x", "y")
 
     def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
         data = data or {}

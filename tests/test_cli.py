@@ -118,3 +118,21 @@ def test_help_works_from_any_directory(tmp_path, where):
     result = run_fit(["--help"], tmp_path, cwd=cwd, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "inference" in result.stdout and "gamma" in result.stdout
+
+
+def test_family_sweep_fits_the_attribute_family_in_one_run(tmp_path):
+    run_dir = tmp_path / "family"
+    args = [a for a in TINY if not a.startswith("dataset.num_test")] + [
+        "dataset.num_test=600", "inference.sweep=family", "model.y_given_xc=table",
+        "inference.family.steps=150", "inference.family.member_steps=150", "inference.family.restarts=2",
+        "inference.family.entropy_targets=[1.0,0.0]", "inference.family.random_directions=1",
+        f"hydra.run.dir={run_dir}"]
+    result = run_fit(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("family.pt", "family.png", "metrics.json", "samples.png"):
+        assert (run_dir / name).is_file(), name
+    family = json.loads((run_dir / "metrics.json").read_text())["family"]
+    assert family["members"] == len(family["member_scores"]) >= 4
+    assert family["max_fit_gap_nats"] <= family["tau"]
+    assert 0.0 <= family["coverage"] <= 1.0 and family["span"] > 0.2
+    assert "family:" in result.stdout

@@ -113,3 +113,29 @@ def test_bad_inputs_are_one_line():
         fit_family(diagram.model, bow_data(100), tau=0.0, **SMALL)
     with pytest.raises(ValueError, match="no sample site 'hue'"):
         fit_family(diagram.model, bow_data(100), outcome="hue", **SMALL)
+
+
+def test_a_later_fit_of_another_module_does_not_hijack_a_member(bow_family):
+    diagram, family, _, heldout = bow_family
+    other = TabularDiagram({"x": 2, "y": 2}, {"y": ["x"]}, {"c": (3, ["x", "y"])})  # same parameter names
+    fit_family(other.model, bow_data(600, seed=5), **{**SMALL, "steps": 20, "member_steps": 20})
+    for member in (family[0], family[-1]):
+        member.activate()
+        assert -mean_loglik(diagram.model, heldout) == pytest.approx(member.heldout_nll, abs=1e-5)
+
+
+def test_the_built_in_diagram_fits_its_attribute_level_and_samples_images():
+    from cauvade_pyro.models import ConditionalImageModel, ConfoundedAttributesModel
+
+    data = bow_data(2000, seed=2)
+    data["image"] = torch.randint(0, 256, (2000, 3, 28, 28), dtype=torch.uint8)
+    model = ConfoundedAttributesModel(AttributeMixture(3, 2, 2, y_given_xc="table"),
+                                      ConditionalImageModel(2, 2, net="mlp", eps_dim=2)).eval()
+    family = fit_family(model.model, data, **SMALL)
+    assert all(name.startswith("attributes$$$") for name in family[0].state)  # only the attribute level is refitted
+    low, high = family.range()
+    assert high[1, 1] - low[1, 1] > 0.2
+    member = max(family, key=lambda m: m.p_do[1, 1].item())
+    draws = intervene(member, {"x": 1}, 4000)
+    assert draws["image_mean"].shape == (4000, 3, 28, 28)
+    assert draws["y"].float().mean().item() == pytest.approx(member.p_do[1, 1].item(), abs=0.03)
