@@ -143,21 +143,27 @@ def two_confounders_case(n: int, seed: int):
             "observational": None, "confounded": True, "bounds": "LP over joint types (valid, not sharp)"}
 
 
-def cases(seed: int = 0) -> dict:
-    n = 12000
+def cases(seed: int = 0, rows: int | None = None) -> dict:
+    """The suite: name → a function building the case. ``rows`` overrides every case's number of rows (the
+    suite draws its test rows this way: many fresh rows from the same SCM)."""
+    n = rows or 12000
     return {
         "shapes": lambda: _bow_case(ConfoundedColourSCM.make(3, 6, 3, 0.9), n, seed),
         "fashion_binary": lambda: _bow_case(ConfoundedColourSCM.make(2, 6, 3, 0.9), n, seed),
-        "fashion_classes": lambda: _bow_case(ConfoundedColourSCM.make(10, 6, 3, 0.9), 60000, seed, num_clusters=12),
+        "fashion_classes": lambda: _bow_case(ConfoundedColourSCM.make(10, 6, 3, 0.9), rows or 60000, seed,
+                                             num_clusters=12),
         "interaction": lambda: _bow_case(interaction_scm(), n, seed),
         "null_effect": lambda: _bow_case(null_effect_scm(), n, seed),
         "no_confounding": lambda: {**_bow_case(ConfoundedColourSCM.make(3, 6, 3, 0.0), n, seed), "confounded": False},
         "weak_12_bins": lambda: _bow_case(ConfoundedColourSCM.make(3, 12, 3, 0.3), n, seed),
-        "iv": lambda: iv_case(4000, seed),
-        "two_confounders": lambda: two_confounders_case(8000, seed),
+        "iv": lambda: iv_case(rows or 4000, seed),
+        "two_confounders": lambda: two_confounders_case(rows or 8000, seed),
         # not a target case: the additive p(y | x, c) of the CLI's default, to show what the assumption costs
         "shapes_additive": lambda: _bow_case(ConfoundedColourSCM.make(3, 6, 3, 0.9), n, seed, "additive"),
     }
+
+
+TEST_ROWS = 200_000  # fresh rows per case for the fit gap: the test sample's own noise is then ~(d − 1)/(2·200k)
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------
@@ -309,7 +315,7 @@ def main(argv=None) -> None:
         parser.error(f"unknown cases {unknown}; choose from {sorted(available)}")
     results = {"git_sha": git_sha(), "machine": machine_info(torch.device("cpu")), "tau": TAU, "cases": {}}
     for name in args.cases or available:
-        test = cases(args.seed + 1000)[name]()["data"]  # same SCM, fresh rows
+        test = cases(args.seed + 1000, TEST_ROWS)[name]()["data"]  # same SCM, fresh rows
         results["cases"][name] = run_case(name, available[name](), args.seed, test)
     targets = [n for n in results["cases"] if n != "shapes_additive"]
     results["targets_met"] = {

@@ -9,8 +9,10 @@ and the interventional table :math:`Q_θ = P_θ(o \mid do(t))`.
 **Tolerance τ** (nats per datapoint, default 0.005): every member the family reports fits *held-out* data
 within τ of the best member, :math:`\bar\ell_{\text{held-out}}(θ) \le \min_m \bar\ell_{\text{held-out}}(θ_m) + τ`.
 During training the constraint is :math:`\bar\ell(θ) \le \bar\ell^\star + τ_{\text{train}}` on the training
-rows, :math:`τ_{\text{train}} = ρ_τ τ` (default ρ_τ = 0.3: at a few thousand rows a member pushed to the edge
-of τ_train fits fresh rows worse by about τ_train again; measured in ``benchmarks/family_suite.py``). A member
+rows. A fit to N rows over d distinct cells is itself off the population optimum by about κ = (d − 1)/(2N) nats
+(the χ² approximation of the maximum-likelihood KL), and a member δ nats off the training optimum can be up to
+:math:`(\sqrt δ + \sqrt κ)^2` off the population one; so :math:`τ_{\text{train}} = (\sqrt τ − \sqrt κ)^2`
+(at least τ/10, with a warning that τ is near the sampling resolution of the data). A member
 that breaks τ on held-out data is repaired (descent on the fit alone to τ_train / 4) and checked again, or
 dropped; the family counts both.
 
@@ -318,6 +320,24 @@ def _site_cardinality(trace, name: str) -> int:
     return len(fn.enumerate_support(expand=False))
 
 
+def _train_tolerance(tau: float, engine: _Engine) -> float:
+    """τ_train = (√τ − √κ)², κ = (d − 1) / (2 N): the training fit a member may give up so that, on fresh data, it
+    stays within τ of the population optimum (module docstring). d is the number of distinct observed rows."""
+    rows, weights = engine.train
+    num_rows = float(weights.sum())
+    distinct = len(next(iter(rows.values())))
+    if distinct == num_rows:  # not compressible (continuous observations): no cell count to go by
+        return 0.3 * tau
+    kappa = (distinct - 1) / (2 * num_rows)
+    tolerance = (math.sqrt(tau) - math.sqrt(kappa)) ** 2 if kappa < tau else 0.0
+    if tolerance < 0.1 * tau:
+        warnings.warn(f"tau={tau:g} nats is close to the sampling resolution of {int(num_rows)} training rows over "
+                      f"{distinct} cells ((d - 1) / 2N = {kappa:.2g} nats): members are held to 0.1 tau on the "
+                      "training rows; more data or a larger tau gives a wider family", UserWarning, stacklevel=3)
+        tolerance = 0.1 * tau
+    return tolerance
+
+
 def _schedule(share: float, low: float, high: float) -> float:
     return low * (high / low) ** share
 
@@ -413,7 +433,7 @@ def fit_family(
     member_steps: int = 300,
     lr: float = 0.1,
     init_scale: float = 1.0,
-    train_share_of_tau: float = 0.3,
+    train_tolerance: float | None = None,
     duplicate_atol: float = 1e-3,
     refills: int = 4,
     seed: int = 0,
@@ -475,7 +495,7 @@ def fit_family(
     engine = _Engine(program, train, held, treatment, outcome, cards, max_plate_nesting)
     with torch.no_grad():
         engine.one(initial)  # one validated, unbatched pass: a diagram that fails says so here, not inside vmap
-    tol = train_share_of_tau * tau
+    tol = _train_tolerance(tau, engine) if train_tolerance is None else float(train_tolerance)
     bar = tqdm(total=steps + member_steps, desc="family", unit="step", disable=not progress, leave=False)
 
     def stacked(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -574,18 +594,36 @@ def fit_family(
         repaired = set(outside)
     dropped = {"fit": 0, "duplicate": 0}
     accepted: list[Member] = []
-    for i, (spec, _) in enumerate(candidates):
-        if float(held_nll[i]) > best_held + tau:
+    paths = {name: prefix + path for name, path in engine.module_paths.items()}
+
+    def consider(spec, state, train_value, held_value, entropy_value, table, gamma, was_repaired) -> bool:
+        if held_value > best_held + tau:
             dropped["fit"] += 1
-            continue
-        if any(bool((tables[i] - other.p_do).abs().max() < duplicate_atol) for other in accepted):
+            return False
+        if any(bool((table - other.p_do).abs().max() < duplicate_atol) for other in accepted):
             dropped["duplicate"] += 1
-            continue
-        accepted.append(Member(
-            spec["kind"], spec["label"], 0.0 if spec["kind"] == "restart" else float(gammas[i]), spec["seed"],
-            unstack(all_params, i), float(train_nll[i]), float(held_nll[i]), float(entropy[i]),
-            tables[i].detach().cpu().clone(), i in repaired,
-            {name: prefix + path for name, path in engine.module_paths.items()}, diagram=diagram, example=example))
+            return False
+        accepted.append(Member(spec["kind"], spec["label"], 0.0 if spec["kind"] == "restart" else gamma, spec["seed"],
+                               state, train_value, held_value, entropy_value, table.detach().cpu().clone(),
+                               was_repaired, paths, diagram=diagram, example=example))
+        return True
+
+    for i, (spec, _) in enumerate(candidates):
+        consider(spec, unstack(all_params, i), float(train_nll[i]), float(held_nll[i]), float(entropy[i]), tables[i],
+                 float(gammas[i]), i in repaired)
+    # duplicates are replaced by fresh random directions, started from the restarts in turn (one round)
+    refill = min(dropped["duplicate"], refills)
+    if refill:
+        refill_specs = [{"kind": "direction", "label": f"refill direction {i}", "seed": seed + i % restarts,
+                         "direction": torch.randn(cards, generator=direction_generator)} for i in range(refill)]
+        fresh = run(refill_specs, [restart_states[i % restarts] for i in range(refill)], best_train, member_steps, tol)
+        fresh_gammas = _gammas(engine, fresh)
+        with torch.no_grad():
+            f_train, f_entropy, f_tables = engine.stack(fresh)
+            f_held = engine.stack(fresh, "heldout")[0]
+        for i, spec in enumerate(refill_specs):
+            consider(spec, unstack(fresh, i), float(f_train[i]), float(f_held[i]), float(f_entropy[i]), f_tables[i],
+                     float(fresh_gammas[i]), False)
     bar.close()
     family = Family(accepted, treatment, outcome, cards[0], cards[1], tau, best_held, dropped)
     family.seconds = time.perf_counter() - started
