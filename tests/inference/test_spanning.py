@@ -118,7 +118,7 @@ def test_bad_inputs_are_one_line():
 def test_a_later_fit_of_another_module_does_not_hijack_a_member(bow_family):
     diagram, family, _, heldout = bow_family
     other = TabularDiagram({"x": 2, "y": 2}, {"y": ["x"]}, {"c": (3, ["x", "y"])})  # same parameter names
-    fit_family(other.model, bow_data(600, seed=5), **{**SMALL, "steps": 20, "member_steps": 20})
+    fit_family(other.model, bow_data(3000, seed=5), **{**SMALL, "steps": 20, "member_steps": 20})
     for member in (family[0], family[-1]):
         member.activate()
         assert -mean_loglik(diagram.model, heldout) == pytest.approx(member.heldout_nll, abs=1e-5)
