@@ -161,10 +161,8 @@ def _fit_confounded_family(cfg, dataset, device, out_dir: Path):
 
 
 def _fit_latent_response(cfg, dataset, device, out_dir: Path):
-    import torch
-
     from cauvade_pyro.evaluate import evaluate_latent_response
-    from cauvade_pyro.inference import GammaEntropyELBO, fit_svi, init_latent_response, save_checkpoint, seed_everything
+    from cauvade_pyro.inference import fit_latent_base, save_checkpoint, seed_everything
     from cauvade_pyro.members import build_latent_response, image_nan_hint
 
     model = build_latent_response(cfg, dataset.num_classes, dataset.image_shape).to(device)
@@ -184,13 +182,10 @@ def _fit_latent_response(cfg, dataset, device, out_dir: Path):
                                   **_resume_options(cfg, out_dir, image_nan_hint(cfg)))
         info = {"sweep": "shared", "base": str(base_path), "member_epochs": int(cfg.inference.get("member_epochs", 1))}
     else:
-        init_latent_response(model, train, warmup_epochs=int(cfg.model.warmup_epochs), batch_size=batch, lr=lr,
-                             seed=seed, progress=cfg.progress)
-        losses = fit_svi(model.model, model.guide, train, GammaEntropyELBO(gamma=float(cfg.inference.gamma)),
-                         epochs=int(cfg.inference.image_epochs), batch_size=batch, lr=lr,
-                         clip_norm=float(cfg.inference.clip_norm),
-                         generator=torch.Generator().manual_seed(seed), progress=cfg.progress,
-                         desc="latent response", **_resume_options(cfg, out_dir, image_nan_hint(cfg)))
+        losses = fit_latent_base(model, train, gamma=float(cfg.inference.gamma),
+                                 warmup_epochs=int(cfg.model.warmup_epochs), epochs=int(cfg.inference.image_epochs),
+                                 batch_size=batch, lr=lr, seed=seed, clip_norm=float(cfg.inference.clip_norm),
+                                 progress=cfg.progress, **_resume_options(cfg, out_dir, image_nan_hint(cfg)))
     model.eval()
     save_checkpoint(out_dir / "checkpoint.pt", {
         "kind": "latent_response_member", "config": OmegaConf.to_container(cfg, resolve=True),
@@ -306,6 +301,7 @@ def summary(metrics: dict, out_dir: Path) -> str:
     if "posterior_entropy" in metrics:
         lines.append(f"  posterior entropy {metrics['posterior_entropy']:.3f}   held-out ELBO/image {metrics['heldout']['elbo']:.1f}")
     lines.append("  effectiveness: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["effectiveness"].items()))
+    lines += [f"  WARNING: {warning}" for warning in metrics.get("warnings", [])]
     if "family" in metrics:
         family = metrics["family"]
         lines.append(f"  family: {family['members']} members within τ={family['tau']:g} (dropped {family['dropped']}); "

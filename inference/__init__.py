@@ -19,7 +19,7 @@ from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response
 from .latent_family import base_state, fine_tune_member, fit_latent_base, warm_start
 from .intervene import intervene, sample_conditional, sample_observational
-from .train import fit_diagram, fit_svi, resolve_device, seed_everything, to_float_images
+from .train import fit_diagram, fit_member, fit_svi, resolve_device, seed_everything, to_float_images
 from .loglik import attribute_loglik, iwae_image_loglik, table_loglik
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "mean_nll",
     "oracle_mixture",
     "fit_diagram",
+    "fit_member",
     "fit_attribute_member",
     "fit_image_model",
     "fit_svi",

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import pyro
 import torch
 from pyro.infer import Trace_ELBO
 
 from cauvade_pyro.models import AttributeMixture, ConditionalImageModel
 
 from .counts import cell_counts, fit_attribute_counts
-from .elbo import GammaEntropyELBO
-from .train import fit_svi, seed_everything, to_float_images
+from .train import fit_member, seed_everything, to_float_images
 
 
 def fit_image_model(
@@ -42,16 +40,11 @@ def fit_image_model(
     ``resume`` passes ``checkpoint_path``, ``checkpoint_every``, ``resume_from``, ``fingerprint`` and ``hint``
     on to :func:`~cauvade_pyro.inference.train.fit_svi`.
     """
-    generator = seed_everything(seed)
-    pyro.clear_param_store()
-    image_model.train()
-    losses = fit_svi(
-        image_model.model, image_model.guide, {k: data[k] for k in ("x", "y", "image")},
-        GammaEntropyELBO(gamma=0.0), epochs=epochs, batch_size=batch_size, lr=lr,
-        clip_norm=clip_norm, generator=generator, progress=progress, desc="image model", **resume,
+    return fit_member(
+        image_model.model, image_model.guide, {k: data[k] for k in ("x", "y", "image")}, gamma=0.0, seed=seed,
+        module=image_model, epochs=epochs, batch_size=batch_size, lr=lr, clip_norm=clip_norm, progress=progress,
+        desc="image model", **resume,
     )
-    image_model.eval()
-    return losses
 
 
 def fit_attribute_member(
@@ -84,11 +77,9 @@ def fit_attribute_member(
                                     init_scale=init_scale, clip_norm=clip_norm, progress=progress)
     if objective != "pyro":
         raise ValueError(f"objective: must be 'pyro' or 'counts', got {objective!r}")
-    generator = seed_everything(seed)
-    mixture.reset_parameters(generator, scale=init_scale)
-    pyro.clear_param_store()
-    return fit_svi(
-        mixture.model, mixture.guide, {"x": x, "y": y}, GammaEntropyELBO(gamma=gamma),
+    return fit_member(
+        mixture.model, mixture.guide, {"x": x, "y": y}, gamma=gamma, seed=seed,
+        init=lambda generator: mixture.reset_parameters(generator, scale=init_scale),
         steps=steps, lr=lr, clip_norm=clip_norm, progress=progress, desc=f"attributes γ={gamma:g}", **resume,
     )
 

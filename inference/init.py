@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import pyro
 import torch
 from sklearn.mixture import GaussianMixture
 
 from cauvade_pyro.models import LatentResponseModel
 
-from .elbo import GammaEntropyELBO
-from .train import fit_svi, seed_everything, to_float_images
+from .train import fit_member, to_float_images
 
 
 def init_latent_response(
@@ -32,15 +30,10 @@ def init_latent_response(
     progress: bool = True,
 ) -> list[float]:
     """Warm up ``model`` as an autoencoder on ``data`` (keys ``x``, ``image``), then GMM-initialise its clusters."""
-    generator = seed_everything(seed)
-    pyro.clear_param_store()
     model.warmup = True
     try:
-        losses = fit_svi(
-            model.model, model.guide, {"x": data["x"], "image": data["image"]}, GammaEntropyELBO(gamma=0.0),
-            epochs=warmup_epochs, batch_size=batch_size, lr=lr, generator=generator, progress=progress,
-            desc="warm-up",
-        )
+        losses = fit_member(model.model, model.guide, {"x": data["x"], "image": data["image"]}, gamma=0.0, seed=seed,
+                            epochs=warmup_epochs, batch_size=batch_size, lr=lr, progress=progress, desc="warm-up")
     finally:
         model.warmup = False
     with torch.no_grad():

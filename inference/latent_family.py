@@ -37,7 +37,7 @@ from cauvade_pyro.models import LatentResponseModel
 
 from .elbo import GammaEntropyELBO
 from .init import init_latent_response
-from .train import fit_svi, seed_everything
+from .train import fit_member, fit_svi
 
 __all__ = ["base_state", "fine_tune_member", "fit_latent_base", "warm_start"]
 
@@ -62,11 +62,13 @@ def fit_latent_base(
     batch_size: int,
     lr: float,
     seed: int,
+    gamma: float = 0.0,
     clip_norm: float = 10.0,
     progress: bool = True,
     **resume,
 ) -> list[float]:
-    """Train the shared base θ₀ in place: :func:`init_latent_response` then ``epochs`` epochs at γ = 0.
+    """Train the shared base θ₀ in place: :func:`init_latent_response` then ``epochs`` epochs at γ = 0 (another
+    ``gamma``: an independently fitted member, the CLI's ``inference.sweep=independent``).
 
     ``resume`` passes ``checkpoint_path``, ``checkpoint_every``, ``resume_from``, ``fingerprint`` and ``hint`` on
     to :func:`~cauvade_pyro.inference.train.fit_svi`. A training state to resume from already holds every
@@ -79,10 +81,11 @@ def fit_latent_base(
     else:
         pyro.clear_param_store()
     model.train()
-    losses = fit_svi(model.model, model.guide, data, GammaEntropyELBO(gamma=0.0), epochs=epochs,
+    # the warm-up's random state carries on here (no reseeding), so this is fit_svi, not fit_member
+    losses = fit_svi(model.model, model.guide, data, GammaEntropyELBO(gamma=float(gamma)), epochs=epochs,
                      batch_size=batch_size, lr=lr, clip_norm=clip_norm,
                      generator=torch.Generator().manual_seed(seed), progress=progress,
-                     desc="latent-response base", **resume)
+                     desc="latent-response base" if gamma == 0 else "latent response", **resume)
     model.eval()
     return losses
 
@@ -106,12 +109,7 @@ def fine_tune_member(
     Data order and the ε / r draws come from ``seed``; the optimizer starts fresh. ``resume`` as in
     :func:`fit_latent_base` (a resumed member continues from its own training state, which overrides ``base``).
     """
-    warm_start(model, base)
-    generator = seed_everything(seed)
-    model.train()
-    losses = fit_svi(model.model, model.guide, {k: data[k] for k in ("x", "image")},
-                     GammaEntropyELBO(gamma=float(gamma)), epochs=epochs, batch_size=batch_size, lr=lr,
-                     clip_norm=clip_norm, generator=generator, progress=progress,
-                     desc=f"member γ={float(gamma):g}", **resume)
-    model.eval()
-    return losses
+    return fit_member(model.model, model.guide, {k: data[k] for k in ("x", "image")}, gamma=float(gamma), seed=seed,
+                      init=lambda generator: warm_start(model, base), module=model, epochs=epochs,
+                      batch_size=batch_size, lr=lr, clip_norm=clip_norm, progress=progress,
+                      desc=f"member γ={float(gamma):g}", **resume)

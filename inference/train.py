@@ -287,6 +287,50 @@ def fit_svi(
     return losses
 
 
+def fit_member(
+    model: Callable,
+    guide: Callable | None,
+    data: Mapping[str, torch.Tensor],
+    *,
+    gamma: float = 0.0,
+    seed: int,
+    init: Callable[[torch.Generator], Callable | None] | None = None,
+    module: torch.nn.Module | None = None,
+    **options,
+) -> list[float]:
+    """The one fit wrapper: seed everything, let ``init`` set the starting values from the seeded generator
+    (random initial parameters, a warm start; with ``guide=None`` it builds and returns the guide), empty Pyro's
+    param store so the fit starts from
+    the modules' values, and minimise −ELBO + γ·H with :func:`fit_svi` (``options``: steps or epochs,
+    batch_size, lr, clip_norm, progress, desc, precision and the checkpoint/resume options). ``module`` is put in
+    training mode for the fit and back in evaluation mode after it.
+
+    >>> import pyro.distributions as dist
+    >>> from cauvade_pyro.models import confounder
+    >>> def model(data=None, num_samples=None):
+    ...     with pyro.plate("data", 4):
+    ...         c = confounder("c", pyro.param("pi", torch.zeros(2)))
+    ...         pyro.sample("x", dist.Normal(pyro.param("loc", torch.zeros(2))[c], 1.0), obs=data["x"])
+    >>> losses = fit_member(model, lambda data=None: None, {"x": torch.tensor([-2.0, -2.0, 2.0, 2.0])},
+    ...                     seed=0, steps=20, lr=0.1, progress=False)
+    >>> len(losses)  # logged every 10 steps and at the last
+    3
+    """
+    generator = seed_everything(seed)
+    made = init(generator) if init is not None else None
+    guide = made if guide is None else guide
+    if guide is None:
+        raise ValueError("fit_member: give a guide, or an init that builds and returns one")
+    pyro.clear_param_store()
+    if module is not None:
+        module.train()
+    try:
+        return fit_svi(model, guide, data, GammaEntropyELBO(gamma=gamma), generator=generator, **options)
+    finally:
+        if module is not None:
+            module.eval()
+
+
 def fit_diagram(
     model: Callable,
     data: Mapping[str, torch.Tensor],
@@ -312,6 +356,8 @@ def fit_diagram(
     Traceback (most recent call last):
     ...
     ValueError: fit_diagram: give the length of the fit, steps=... (SVI steps) or epochs=... (passes over the data)
+
+    A thin caller of :func:`fit_member` (the one fit wrapper): the guide is built after seeding.
     """
     from cauvade_pyro.models.primitives import check_diagram
 
@@ -321,13 +367,13 @@ def fit_diagram(
         raise ValueError(f"fit_diagram: give steps or epochs, not both (got steps={steps}, epochs={epochs})")
     pyro.clear_param_store()
     data = check_diagram(model, data)
-    pyro.clear_param_store()
-    generator = seed_everything(seed)
-    if guide is None:
+    built = {}
+
+    def build_guide(generator):
         example = to_float_images({k: v[:2] for k, v in data.items()})
-        guide = AmortizedGuide(model, example).to(next(iter(data.values())).device)
-    losses = fit_svi(
-        model, guide, data, GammaEntropyELBO(gamma=gamma), steps=steps, epochs=epochs,
-        batch_size=batch_size, lr=lr, generator=generator, progress=progress,
-    )
-    return guide, losses
+        built["guide"] = guide or AmortizedGuide(model, example).to(next(iter(data.values())).device)
+        return built["guide"]
+
+    losses = fit_member(model, None, data, gamma=gamma, seed=seed, init=build_guide, steps=steps, epochs=epochs,
+                        batch_size=batch_size, lr=lr, progress=progress)
+    return built["guide"], losses
