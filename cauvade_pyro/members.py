@@ -18,6 +18,7 @@ import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from cauvade_pyro.cache import load_or_build
 from cauvade_pyro.inference import base_state, fit_image_model, fit_latent_base, load_checkpoint, save_checkpoint
 from cauvade_pyro.inference.checkpoint import check_config_matches
 from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel, LatentResponseModel
@@ -92,7 +93,8 @@ def shared_image_model(
 
     ``condition_on_y=False`` gives the non-causal baseline instead: a conditional VAE of p(image | x) with the
     same nets and training budget (its decoder sees x only, so the hue goes into ε and keeps the observational
-    association with x), cached as ``cvae-<key>.pt``.
+    association with x), cached as ``cvae-<key>.pt``. Processes asking at once for a model not yet cached agree
+    through a file lock (:func:`cauvade_pyro.cache.load_or_build`): one trains, the others wait and load it.
     """
     key = image_model_key(cfg)
     prefix = "image"
@@ -100,34 +102,50 @@ def shared_image_model(
     if not condition_on_y:
         key, prefix, num_y = hashlib.sha1(f"{key}-x-only".encode()).hexdigest()[:16], "cvae", 1
     path = Path(cfg.cache_dir) / "image_models" / f"{prefix}-{key}.pt"
-    model = build_image_model(cfg, dataset.num_classes, num_y, dataset.image_shape).to(device)
-    if path.is_file():
-        payload = load_checkpoint(path, kind="image_model")
-        load_state(model, payload["state_dict"], path)
-        model.eval()
-        return model, path, False
-    # A training state next to the cache file: a killed run resumes here, whatever its run dir.
-    partial = path.with_name(path.name + ".partial")
-    resume_from = partial if cfg.resume is not False and partial.is_file() else None
-    if resume_from is not None:
-        log.info("resuming the shared image model from %s", partial)
-    train = {k: dataset.train[k].to(device) for k in ("x", "y", "image")}
-    if not condition_on_y:
-        train["y"] = torch.zeros_like(train["y"])
-    inference = cfg.inference
-    fit_image_model(
-        model, train, epochs=int(inference.image_epochs), batch_size=int(inference.batch_size),
-        lr=float(inference.image_lr), seed=int(inference.image_seed), clip_norm=float(inference.clip_norm),
-        progress=progress, checkpoint_path=partial, checkpoint_every=int(inference.checkpoint_every),
-        resume_from=resume_from, fingerprint={"image_model_key": key}, hint=image_nan_hint(cfg),
-        precision=str(inference.get("precision", "fp32")),
-    )
-    save_checkpoint(path, {
-        "kind": "image_model", "key": key, "config": _plain(cfg),
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-    })
-    partial.unlink(missing_ok=True)
-    return model, path, True
+    # Initial weights from the image seed, not from the global RNG (which follows the member's seed): the model
+    # depends only on its key, whichever member of a parallel sweep gets to train it.
+    model = _seeded(int(cfg.inference.image_seed), build_image_model, cfg, dataset.num_classes, num_y,
+                    dataset.image_shape).to(device)
+
+    def load(file: Path):
+        payload = load_checkpoint(file, kind="image_model")
+        load_state(model, payload["state_dict"], file)
+        return model.eval()
+
+    def train():
+        # A training state next to the cache file: a killed run resumes here, whatever its run dir.
+        partial = path.with_name(path.name + ".partial")
+        resume_from = partial if cfg.resume is not False and partial.is_file() else None
+        if resume_from is not None:
+            log.info("resuming the shared image model from %s", partial)
+        data = {k: dataset.train[k].to(device) for k in ("x", "y", "image")}
+        if not condition_on_y:
+            data["y"] = torch.zeros_like(data["y"])
+        inference = cfg.inference
+        fit_image_model(
+            model, data, epochs=int(inference.image_epochs), batch_size=int(inference.batch_size),
+            lr=float(inference.image_lr), seed=int(inference.image_seed), clip_norm=float(inference.clip_norm),
+            progress=progress, checkpoint_path=partial, checkpoint_every=int(inference.checkpoint_every),
+            resume_from=resume_from, fingerprint={"image_model_key": key}, hint=image_nan_hint(cfg),
+            precision=str(inference.get("precision", "fp32")),
+        )
+        save_checkpoint(path, {
+            "kind": "image_model", "key": key, "config": _plain(cfg),
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        })
+        partial.unlink(missing_ok=True)
+        return model
+
+    # Members started together on a fresh cache: one trains under the lock, the others wait and load its file.
+    model, trained = load_or_build(path, load, train)
+    return model, path, trained
+
+
+def _seeded(seed: int, build, *args):
+    """``build(*args)`` with torch's CPU RNG seeded by ``seed``, leaving the caller's RNG state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(*args)
 
 
 def load_state(module: torch.nn.Module, state_dict: dict, path) -> None:
@@ -217,30 +235,38 @@ def shared_latent_base(cfg: DictConfig, dataset, device: torch.device, progress:
 
     Returns ``(state_dict, path, trained)``; the state dict holds CPU tensors. The base is the warm-up, the GMM
     init and ``inference.image_epochs`` epochs at γ = 0 with seed ``inference.image_seed``
-    (:func:`~cauvade_pyro.inference.fit_latent_base`). A killed run resumes from ``latent-<key>.pt.partial``.
+    (:func:`~cauvade_pyro.inference.fit_latent_base`). A killed run resumes from ``latent-<key>.pt.partial``;
+    concurrent processes agree on who trains it through a file lock (:func:`cauvade_pyro.cache.load_or_build`).
     """
     key = latent_base_key(cfg)
     path = Path(cfg.cache_dir) / "latent_bases" / f"latent-{key}.pt"
-    if path.is_file():
-        payload = load_checkpoint(path, kind="latent_response_base")
+
+    def load(file: Path) -> dict:
+        payload = load_checkpoint(file, kind="latent_response_base")
         if payload.get("key") != key:
-            raise ValueError(f"{path} holds the base for key {payload.get('key')!r}, expected {key!r}")
-        return payload["state_dict"], path, False
-    partial = path.with_name(path.name + ".partial")
-    resume_from = partial if cfg.resume is not False and partial.is_file() else None
-    if resume_from is not None:
-        log.info("resuming the shared latent-response base from %s", partial)
-    model = build_latent_response(cfg, dataset.num_classes, dataset.image_shape).to(device)
-    train = {k: dataset.train[k].to(device) for k in ("x", "image")}
-    inference = cfg.inference
-    fit_latent_base(
-        model, train, warmup_epochs=int(cfg.model.warmup_epochs), epochs=int(inference.image_epochs),
-        batch_size=int(inference.batch_size), lr=float(inference.image_lr), seed=int(inference.image_seed),
-        clip_norm=float(inference.clip_norm), progress=progress, checkpoint_path=partial,
-        checkpoint_every=int(inference.checkpoint_every), resume_from=resume_from,
-        fingerprint={"latent_base_key": key}, hint=image_nan_hint(cfg),
-    )
-    state = base_state(model)
-    save_checkpoint(path, {"kind": "latent_response_base", "key": key, "config": _plain(cfg), "state_dict": state})
-    partial.unlink(missing_ok=True)
-    return state, path, True
+            raise ValueError(f"{file} holds the base for key {payload.get('key')!r}, expected {key!r}")
+        return payload["state_dict"]
+
+    def train() -> dict:
+        partial = path.with_name(path.name + ".partial")
+        resume_from = partial if cfg.resume is not False and partial.is_file() else None
+        if resume_from is not None:
+            log.info("resuming the shared latent-response base from %s", partial)
+        model = _seeded(int(cfg.inference.image_seed), build_latent_response, cfg, dataset.num_classes,
+                        dataset.image_shape).to(device)  # from the image seed, whichever member trains it
+        data = {k: dataset.train[k].to(device) for k in ("x", "image")}
+        inference = cfg.inference
+        fit_latent_base(
+            model, data, warmup_epochs=int(cfg.model.warmup_epochs), epochs=int(inference.image_epochs),
+            batch_size=int(inference.batch_size), lr=float(inference.image_lr), seed=int(inference.image_seed),
+            clip_norm=float(inference.clip_norm), progress=progress, checkpoint_path=partial,
+            checkpoint_every=int(inference.checkpoint_every), resume_from=resume_from,
+            fingerprint={"latent_base_key": key}, hint=image_nan_hint(cfg),
+        )
+        state = base_state(model)
+        save_checkpoint(path, {"kind": "latent_response_base", "key": key, "config": _plain(cfg), "state_dict": state})
+        partial.unlink(missing_ok=True)
+        return state
+
+    state, trained = load_or_build(path, load, train)  # one process trains, concurrent ones wait and load
+    return state, path, trained

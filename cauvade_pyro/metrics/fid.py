@@ -21,7 +21,8 @@ predict class and hue bin, with the judge's recipe (:func:`~cauvade_pyro.metrics
 * its own seed, :data:`FEATURE_NET_SEED` = 1 by default (the judge's default is 0), so the feature net and the
   judge share neither initialisation nor training images;
 * cached as ``cache_dir/features-<key>.pt``, keyed by the dataset's generating parameters, the seed and the
-  settings (:func:`feature_net_cache_key`).
+  settings (:func:`feature_net_cache_key`); as for the judge, processes asking at once for it agree through a
+  file lock on ``features-<key>.pt.lock``: one trains, the others wait and load it (:mod:`cauvade_pyro.cache`).
 
 It is deterministic given its seed; values are comparable only between runs with the same feature net.
 
