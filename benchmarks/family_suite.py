@@ -243,19 +243,21 @@ def gamma_grid(case: dict, seeds=(0, 1, 2)) -> dict:
             **score(torch.stack(values), case)}
 
 
-def run_case(name: str, case: dict, seed: int, test: dict) -> dict:
+def run_case(name: str, case: dict, seed: int, test: dict, options: dict | None = None) -> dict:
     data = case["data"]
+    options = options or {}
     n_train = int(round(0.8 * len(data["x"])))
     start = time.perf_counter()
-    family = fit_family(case["diagram"](), data, tau=TAU, seed=seed, progress=False)
+    family = fit_family(case["diagram"](), data, tau=TAU, seed=seed, progress=False, **options)
     family_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    fit_family(case["diagram"](), data, tau=TAU, seed=seed, restarts=1, entropy_targets=(), vertices=False,
-               random_directions=0, progress=False)
+    fit_family(case["diagram"](), data, tau=TAU, seed=seed, progress=False,
+               **{**options, "restarts": 1, "entropy_targets": (), "vertices": False, "random_directions": 0})
     one_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    directed = fit_family(case["diagram"](), data, tau=TAU, seed=seed, restarts=1, entropy_targets=(), vertices=False,
-                          random_directions=0, cells=True, progress=False)
+    directed = fit_family(case["diagram"](), data, tau=TAU, seed=seed, progress=False,
+                          **{**options, "restarts": 1, "entropy_targets": (), "vertices": False,
+                             "random_directions": 0, "cells": True})
     cells_seconds = time.perf_counter() - start
     values = family.p_do()
     kinds = [m.kind for m in family]
@@ -352,6 +354,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "family_suite.json")
+    parser.add_argument("--quick", action="store_true", help="tiny fits and test sets: what the test suite runs")
     args = parser.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(args.table.read_text())))
@@ -363,9 +366,11 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {sorted(available)}")
     results = {"git_sha": git_sha(), "machine": machine_info(torch.device("cpu")), "tau": TAU, "cases": {}}
+    options = {"restarts": 2, "entropy_targets": (1.0, 0.0), "random_directions": 1, "steps": 150,
+               "member_steps": 100} if args.quick else {}
     for name in args.cases or available:
-        test = cases(args.seed + 1000, TEST_ROWS)[name]()["data"]  # same SCM, fresh rows
-        results["cases"][name] = run_case(name, available[name](), args.seed, test)
+        test = cases(args.seed + 1000, 20_000 if args.quick else TEST_ROWS)[name]()["data"]  # same SCM, fresh rows
+        results["cases"][name] = run_case(name, available[name](), args.seed, test, options)
     targets = [n for n in results["cases"] if n != "shapes_additive"]
     results["targets_met"] = {
         "coverage>=0.95": all(results["cases"][n]["coverage"] >= 0.95 for n in targets),
