@@ -186,12 +186,14 @@ def fit_svi(
     fingerprint: dict | None = None,
     hint: str = "try a lower learning rate or likelihood scale, or a smaller clip norm",
     precision: str = "fp32",
+    table_lr: float | None = None,
 ) -> list[float]:
     """Fit ``model``/``guide`` to ``data`` (a dict of equal-length tensors) with SVI; return the logged losses.
 
     Give either ``steps`` (full-batch, or random minibatches of ``batch_size``) or ``epochs`` (shuffled passes).
     A loss is logged every ``log_every`` steps; the host reads the losses only then (no sync per step).
-    ``precision="bf16"`` autocasts the networks (not the sum over c).
+    ``precision="bf16"`` autocasts the networks (not the sum over c). ``table_lr`` gives plain ``pyro.param``
+    sites (tables, logits) their own learning rate; the networks registered with ``pyro.module`` keep ``lr``.
     With ``checkpoint_path`` a training state is written every
     ``checkpoint_every`` steps (0: only at the end); ``resume_from`` continues from one, after checking that
     its ``fingerprint`` (the config that determines the fit) equals this one's. A non-finite loss raises
@@ -210,7 +212,18 @@ def fit_svi(
     net_dtype = precision_dtype(precision)
     batches_per_epoch = max(1, num_data // batch_size)
     total = steps if steps is not None else (epochs or 1) * batches_per_epoch
-    optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm})
+    if table_lr is None:
+        optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm})
+    else:  # networks (registered through pyro.module: "name$$$param") at lr, plain pyro.param tables at table_lr
+        if not table_lr > 0 or not math.isfinite(table_lr):
+            raise ValueError(f"table_lr must be a finite number > 0, got {table_lr}")
+        store = pyro.get_param_store()
+
+        def optim_args(name: str) -> dict:  # Pyro passes the name normalised ("$$$" → "."): look the param up
+            registered = next((key for key in store.keys() if key.replace("$$$", ".") == name), name)
+            return {"lr": lr if "$$$" in registered else table_lr, "clip_norm": clip_norm}
+
+        optim = pyro.optim.ClippedAdam(optim_args)
     device = next(iter(data.values())).device
     losses: list[float] = []
     order = torch.arange(num_data, device=device)
@@ -341,12 +354,15 @@ def fit_diagram(
     epochs: int | None = None,
     batch_size: int | None = 256,
     lr: float = 1e-3,
+    table_lr: float | None = 0.05,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[Callable, list[float]]:
     """Fit any diagram written with the CauVaDE conventions; builds an :class:`AmortizedGuide` when none is given.
 
     Returns ``(guide, losses)``. The param store is cleared first, so a fit starts from the modules' values.
+    Networks (``pyro.module``, the guide) learn at ``lr``; plain ``pyro.param`` tables and logits at ``table_lr``
+    (a rate that suits networks leaves tables nearly where they started; None: ``lr`` for everything).
     Give exactly one of ``steps`` and ``epochs``. The diagram and its data are checked first
     (:func:`~cauvade_pyro.models.primitives.check_diagram`, :func:`~cauvade_pyro.models.checks.check_data`):
     a missing key, a wrong dtype, length, image layout or range, no confounder site, or an image site that
@@ -375,5 +391,5 @@ def fit_diagram(
         return built["guide"]
 
     losses = fit_member(model, None, data, gamma=gamma, seed=seed, init=build_guide, steps=steps, epochs=epochs,
-                        batch_size=batch_size, lr=lr, progress=progress)
+                        batch_size=batch_size, lr=lr, table_lr=table_lr, progress=progress)
     return built["guide"], losses
