@@ -487,6 +487,15 @@ def fit_family(
     if not confounders:
         raise ValueError("the diagram has no confounder site: declare the enumerated cluster with "
                          "cauvade_pyro.confounder(name, logits) inside the 'data' plate")
+    continuous = sorted(name for name, site in trace.nodes.items()
+                        if site["type"] == "sample" and isinstance(site["fn"], torch.distributions.Distribution)
+                        and not site["is_observed"] and not site["fn"].has_enumerate_support
+                        and not site["infer"].get("_deterministic"))
+    if continuous:
+        raise ValueError(
+            f"fit_family scores every member exactly, so every latent must be discrete; the diagram samples "
+            f"{continuous} given the data: fit such a diagram member by member with fit_diagram, or give its module "
+            "an attribute_level() that returns the discrete part (as ConfoundedAttributesModel does)")
     max_entropy = sum(math.log(len(s["fn"].enumerate_support(expand=False))) for s in confounders)
     cards = (_site_cardinality(trace, treatment), _site_cardinality(trace, outcome))
     if not _store_params():

@@ -139,3 +139,20 @@ def test_the_built_in_diagram_fits_its_attribute_level_and_samples_images():
     draws = intervene(member, {"x": 1}, 4000)
     assert draws["image_mean"].shape == (4000, 3, 28, 28)
     assert draws["y"].float().mean().item() == pytest.approx(member.p_do[1, 1].item(), abs=0.03)
+
+
+def test_continuous_latents_are_refused_in_one_line():
+    from cauvade_pyro.models import LatentResponseModel
+
+    model = LatentResponseModel(2, 2, (3, 28, 28), r_dim=2, eps_dim=2, net="mlp")
+    data = {"x": torch.randint(0, 2, (8,)), "image": torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)}
+    with pytest.raises(ValueError, match=r"every latent must be discrete; the diagram samples \['eps', 'r'\]"):
+        fit_family(model.model, data, **SMALL)
+
+
+def test_an_interaction_network_is_fitted_side_by_side():
+    data = bow_data(2000, seed=3)
+    mixture = AttributeMixture(3, 2, 2, y_given_xc="interaction")
+    family = fit_family(mixture.model, data, **SMALL)
+    assert len(family) >= 3 and family.max_fit_gap() <= family.tau
+    assert any(name.startswith("attributes$$$y_net") for name in family[0].state)
