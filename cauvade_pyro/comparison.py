@@ -1,4 +1,4 @@
-"""Model comparison with ArviZ: pointwise log-likelihoods of a γ-family and its baselines (DESIGN.md §5).
+"""Model comparison with ArviZ: pointwise log-likelihoods of a γ-family and its baselines (docs/design.md §6).
 
 Each member (and each baseline) becomes one ArviZ object with a ``log_likelihood`` group holding the arrays
 from :mod:`cauvade_pyro.inference.loglik` (``(draws, observations)``, one variable per term), so that

@@ -13,7 +13,7 @@ a sum over |X|·|Y| cells instead of N datapoints (tested equal to the Pyro loss
 longer grows with the data set nor, beyond the K × |X| × |Y| table, with K. (Pyro's ``TraceEnum_ELBO`` refuses
 the per-cell weights as a non-scalar ``poutine.scale`` under enumeration, hence this exact closed form.)
 
-**Directed members** (DESIGN.md §2, the NCM bounding idea). For a query cell (x*, y*), maximise (s = +1) or
+**Directed members** (docs/design.md §2, the NCM bounding idea). For a query cell (x*, y*), maximise (s = +1) or
 minimise (s = −1) the interventional probability under a tolerance τ (nats per datapoint) on the fit:
 
 .. math::

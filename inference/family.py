@@ -1,6 +1,6 @@
 """Fitting a γ-family of the default diagram around one shared image model.
 
-For the confounded-attributes diagram the objective splits exactly (DESIGN.md §2):
+For the confounded-attributes diagram the objective splits exactly (docs/design.md §2):
 
     −ELBO + γ Σ_n H[p(c | x_n, y_n)]
       = [ −Σ_n log Σ_c π_c p(x_n | c) p(y_n | x_n, c) + γ Σ_n H[p(c | x_n, y_n)] ]   (attribute level, per member)

@@ -4,7 +4,7 @@
 2. Fit a K-component Gaussian mixture (scikit-learn) to the encoder means of r on the training images, and
    set μ[c, x] = m_c, σ[c, x] = sqrt(diag S_c), π = mixture weights, and p(x | c) from the responsibilities.
 
-Random initial parameters instead leave the fit near the observational answer (DESIGN.md §7).
+Random initial parameters instead leave the fit near the observational answer (docs/design.md §7).
 """
 
 from __future__ import annotations

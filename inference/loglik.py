@@ -1,6 +1,6 @@
-"""Pointwise held-out log-likelihoods, shaped ``(draws, observations)`` for ArviZ (DESIGN.md §5, "fit").
+"""Pointwise held-out log-likelihoods, shaped ``(draws, observations)`` for ArviZ (docs/design.md §6, "fit").
 
-For the default diagram the log-likelihood splits exactly (DESIGN.md §2):
+For the default diagram the log-likelihood splits exactly (docs/design.md §2):
 
     log p(x, y, image) = log Σ_c π_c p(x | c) p(y | x, c)  +  log p(image | x, y)
 

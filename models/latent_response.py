@@ -8,7 +8,7 @@ When the response to X has no label, it becomes a latent embedding r with a clus
 with an amortized guide q(r, ε | image, x). P(image | do(x)) draws c ~ π, r ~ N(μ[c, x], σ[c, x]), ε ~ N(0, I).
 The attribute-level objective no longer splits from the image term, so every member refits the whole model.
 
-Known weaknesses (DESIGN.md §7): the encoder decides what r means, and a generic decoder may read the
+Known weaknesses (docs/design.md §7): the encoder decides what r means, and a generic decoder may read the
 response (or even x) from ε instead of r; with random initial parameters the fit lands near the
 observational answer, so it needs an autoencoder warm-up and a k-means/GMM initialisation of μ
 (:func:`cauvade_pyro.inference.init_latent_response`); clusters with p(x | c) ≈ 0 leave μ[c, x]

@@ -1,4 +1,4 @@
-"""The shared image model obeys x and y, as read by a judge that no training loss ever used (DESIGN.md §7)."""
+"""The shared image model obeys x and y, as read by a judge that no training loss ever used (docs/design.md §7)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Datasets with a known ground-truth SCM (DESIGN §4): the confounded colour benchmark and its bases."""
+"""Datasets with a known ground-truth SCM (docs/design.md §5): the confounded colour benchmark and its bases."""
 
 from cauvade_pyro.datasets.colored_images import (
     BASES,

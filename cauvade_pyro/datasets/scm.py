@@ -1,4 +1,4 @@
-r"""Ground-truth structural causal model of the confounded colour benchmark (DESIGN §4).
+r"""Ground-truth structural causal model of the confounded colour benchmark (docs/design.md §5).
 
 Variables: a hidden confounder :math:`U \in \{0..M-1\}`, the class of the base image
 :math:`X \in \{0..N_X-1\}` and the hue bin :math:`Y \in \{0..N_Y-1\}`; the image is the base image of

@@ -1,4 +1,4 @@
-"""Metrics (DESIGN §5): attribute-level distances and bounds, an effectiveness judge never used in training,
+"""Metrics (docs/design.md §6): attribute-level distances and bounds, an effectiveness judge never used in training,
 Fréchet distance in a domain feature space, and family-level coverage, span and diversity."""
 
 from cauvade_pyro.metrics.attributes import bow_graph_bounds, circular_w1, hue_histogram

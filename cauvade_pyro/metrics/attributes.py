@@ -1,4 +1,4 @@
-r"""Attribute-level metrics (DESIGN §5): hue histograms, circular Wasserstein-1 and the bow-graph bounds.
+r"""Attribute-level metrics (docs/design.md §6): hue histograms, circular Wasserstein-1 and the bow-graph bounds.
 
 **Circular W1.** Hue lives on the circle of circumference 1. For distributions p, q over hue bins with
 positions :math:`t_k \in [0, 1)` (by default the bin centres :math:`(k + 1/2)/K`), with CDFs

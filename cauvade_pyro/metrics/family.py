@@ -1,4 +1,4 @@
-r"""Metrics of a family of generators (DESIGN §5): the range it spans, coverage of the truth, span, diversity.
+r"""Metrics of a family of generators (docs/design.md §6): the range it spans, coverage of the truth, span, diversity.
 
 A family has members :math:`m = 1..M` (e.g. fits over a grid of confounding strengths), each giving an
 interventional distribution :math:`P_m(y \mid do(x))` over classes x and hue bins y, stacked as ``values`` of

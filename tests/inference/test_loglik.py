@@ -1,4 +1,4 @@
-"""Pointwise held-out log-likelihoods: exact attribute term, IWAE image term (DESIGN.md §5, issue 4)."""
+"""Pointwise held-out log-likelihoods: exact attribute term, IWAE image term (docs/design.md §6, issue 4)."""
 
 import math
 
