@@ -23,7 +23,7 @@ BASE_DATASETS = {
     "mnist": ("MNIST", None, None),
 }
 NETS = ("conv", "mlp")
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "logistic")
+LIKELIHOODS = ("bernoulli", "logistic")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 ATTRIBUTE_OBJECTIVES = ("pyro", "counts")
 PRECISIONS = ("fp32", "bf16")
@@ -186,6 +186,8 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model.image.net must be one of {NETS}, got {image.net!r}")
     if image.likelihood not in LIKELIHOODS:
         raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
+    if cfg.model.diagram == "latent_response" and image.likelihood != "bernoulli":
+        raise ConfigError(f"model.image.likelihood must be bernoulli with model=latent_response, got {image.likelihood!r}")
     if cfg.model.diagram == "confounded_attributes" and cfg.model.y_given_xc not in Y_PARAMETERIZATIONS:
         raise ConfigError(f"model.y_given_xc must be one of {Y_PARAMETERIZATIONS}, got {cfg.model.y_given_xc!r}")
     channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]

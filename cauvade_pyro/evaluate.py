@@ -8,7 +8,9 @@ Per value x of the treatment, with the true P(y | do(x)) = Σ_u P(u) P(y | x, u)
 - the sharp bow-graph bounds P(x, y) ≤ P(y | do(x)) ≤ P(x, y) + 1 − P(x).
 
 Effectiveness: held-out images are encoded to ε and decoded with x (or y) changed; the judge reads whether
-the shape (or hue) follows. do(x) samples are judged for their shape.
+the shape (or hue) follows. do(x) samples are judged for their shape. Their within-bin hue spread is read from
+the pixels against as many reference images (:mod:`cauvade_pyro.metrics.hue`; bin widths, a point mass at the
+bin centre scores 0.125). Images are the means of the image likelihood at sampled (y, ε), not pixel draws.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from cauvade_pyro.inference import intervene, sample_conditional
 from cauvade_pyro.inference.family import heldout_image_elbo
 from cauvade_pyro.inference.train import to_float_images
 from cauvade_pyro.metrics import bow_graph_bounds, circular_w1, hue_histogram
+from cauvade_pyro.metrics.hue import within_bin_hue_w1
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -31,16 +34,26 @@ def _rounded(values: torch.Tensor) -> list:
 
 @torch.no_grad()
 def effectiveness(image_model, judge, data: dict, max_images: int = 1000) -> dict:
-    """Share of decoded held-out codes whose shape (hue) follows a changed x (y), as read by ``judge``."""
+    """Share of decoded held-out codes whose shape (hue) follows a changed x (y), as read by ``judge``.
+
+    An image model without a y condition (``num_y == 1``: the cVAE of p(image | x)) is decoded with y = 0 and
+    gets the x flip and the shape of its reconstructions only.
+    """
     batch = to_float_images({k: v[:max_images] for k, v in data.items() if k in ("x", "y", "image")})
     x, y = batch["x"], batch["y"]
-    eps, _ = image_model.encode(batch["image"], x, y)
+    share = lambda a, b: round(float((a.cpu() == b.cpu()).float().mean()), 4)  # noqa: E731
     new_x = (x + torch.randint_like(x, 1, image_model.num_x)) % image_model.num_x
+    if image_model.num_y < 2:
+        zeros = torch.zeros_like(y)
+        eps, _ = image_model.encode(batch["image"], x, zeros)
+        shape_after_x, _ = judge.predict(image_model.decode(new_x, zeros, eps))
+        shape_recon, _ = judge.predict(image_model.decode(x, zeros, eps))
+        return {"x_flip_follows": share(shape_after_x, new_x), "reconstruction_shape": share(shape_recon, x)}
+    eps, _ = image_model.encode(batch["image"], x, y)
     new_y = (y + torch.randint_like(y, 1, image_model.num_y)) % image_model.num_y
     shape_after_x, hue_after_x = judge.predict(image_model.decode(new_x, y, eps))
     shape_after_y, hue_after_y = judge.predict(image_model.decode(x, new_y, eps))
     shape_recon, hue_recon = judge.predict(image_model.decode(x, y, eps))
-    share = lambda a, b: round(float((a.cpu() == b.cpu()).float().mean()), 4)  # noqa: E731
     return {
         "x_flip_follows": share(shape_after_x, new_x),
         "x_flip_keeps_hue": share(hue_after_x, y),
@@ -68,6 +81,9 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
         draws = intervene(model.model, {"x": x}, num_samples)
         shape_pred, hue_pred = judge.predict(draws["image_mean"])
         p_images = hue_histogram(hue_pred.cpu(), num_y)
+        # within-bin hue spread read from the pixels (no judge), against as many reference images
+        spread_reference = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
+        within_bin = within_bin_hue_w1(draws["image_mean"].cpu(), spread_reference["image"], num_y)["w1"]
         rows.append({
             "x": x,
             "class_name": dataset.class_names[x],
@@ -79,6 +95,7 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
             "w1_images_to_truth": round(circular_w1(p_images, truth[x], positions), 5),
             "w1_observational_to_truth": round(circular_w1(observational[x], truth[x], positions), 5),
             "do_x_shape_accuracy": round(float((shape_pred.cpu() == x).float().mean()), 4),
+            "within_bin_hue_w1": round(within_bin, 5) if within_bin == within_bin else None,  # NaN: no hue read
             "_draws": draws,
         })
         conditional = sample_conditional(model.model, {"x": x}, grid_samples)
@@ -89,6 +106,23 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
             "reference": reference["image"].float().div(255),
         }
     return rows, panels
+
+
+def chance_warnings(effect: dict, num_x: int, num_y: int, margin: float = 0.15) -> list[str]:
+    """One line per flip whose share followed lies within ``margin`` of chance (1/|X| for x, 1/|Y| for y).
+
+    A fit whose decoder ignores x or y (e.g. an image model that draws all-black images) still finishes; this
+    says so in ``metrics.json`` and in the printed summary instead.
+
+    >>> chance_warnings({"x_flip_follows": 0.34, "y_flip_follows": 0.95}, 3, 6)
+    ['effectiveness x_flip_follows 0.34 is near chance (0.33): the decoder ignores x']
+    """
+    lines = []
+    for key, levels, name in (("x_flip_follows", num_x, "x"), ("y_flip_follows", num_y, "y")):
+        if key in effect and effect[key] < 1.0 / levels + margin:
+            lines.append(f"effectiveness {key} {effect[key]:.2f} is near chance ({1.0 / levels:.2f}): "
+                         f"the decoder ignores {name}")
+    return lines
 
 
 def _means(rows: list[dict], keys) -> dict:
@@ -125,6 +159,7 @@ def evaluate_confounded_attributes(model, dataset, judge, num_samples: int, grid
         },
         "posterior_entropy": round(_entropy(attributes.posterior_c(test["x"], test["y"])).mean().item(), 5),
         "effectiveness": effect,
+        "warnings": chance_warnings(effect, image_model.num_x, image_model.num_y),
         "per_x": per_x,
         "w1_mean": _means(per_x, ("w1_model_to_truth", "w1_sampled_to_truth", "w1_images_to_truth",
                                   "w1_observational_to_truth")),

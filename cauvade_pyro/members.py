@@ -74,7 +74,7 @@ MEMBER_KEYS = ["model.diagram", "model.K", "model.y_given_xc", "model.image.chan
 
 def image_nan_hint(cfg: DictConfig) -> str:
     return (f"try a lower inference.image_lr (now {cfg.inference.image_lr}) or inference.clip_norm "
-            f"(now {cfg.inference.clip_norm}); with model.image.likelihood=gaussian the learned pixel scale can "
+            f"(now {cfg.inference.clip_norm}); with model.image.likelihood=logistic the learned pixel scale can "
             "collapse, try bernoulli")
 
 

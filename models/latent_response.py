@@ -32,7 +32,6 @@ from pyro import poutine
 from torch import nn
 from torch.nn.functional import one_hot
 
-from .confounded_attributes import LIKELIHOODS
 from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, make_encoder
 from .primitives import DATA_PLATE, confounder, data_size, register_params
 
@@ -54,8 +53,9 @@ class LatentResponseModel(nn.Module):
         super().__init__()
         if num_clusters < 1:
             raise ValueError(f"model.K must be >= 1, got {num_clusters}")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if likelihood != "bernoulli":  # its decoder has one output per channel: no learned pixel scale
+            raise ValueError(f"model.image.likelihood must be bernoulli for the latent-response diagram, got "
+                             f"{likelihood!r}")
         self.num_clusters, self.num_x, self.r_dim, self.eps_dim = num_clusters, num_x, r_dim, eps_dim
         self.image_shape = tuple(image_shape)
         self.likelihood = likelihood

@@ -40,7 +40,7 @@ from cauvade_pyro.config import (
     locate_idx_files,
 )
 from cauvade_pyro.datasets.scm import ConfoundedColourSCM
-from cauvade_pyro.datasets.shapes import _to_uint8, colourize, hue_in_bin, to_float
+from cauvade_pyro.datasets.shapes import _to_uint8, checked_scm, colourize, hue_in_bin, scm_digest, to_float
 
 __all__ = [
     "BASES",
@@ -182,6 +182,7 @@ class ConfoundedImages:
         confounding: float = 0.9,
         seed: int = 0,
         system_dir: str | os.PathLike | None = "auto",
+        scm: ConfoundedColourSCM | None = None,
     ) -> None:
         if base not in BASES:
             raise ValueError(f"base: must be one of {BASES}, got {base!r}")
@@ -208,10 +209,14 @@ class ConfoundedImages:
             self.class_names = LABEL_NAMES[base]
         self.label_names = LABEL_NAMES[base]
         self.num_classes = len(self.groups)
-        self.scm = ConfoundedColourSCM.make(self.num_classes, num_hue_bins, num_confounders, confounding)
+        if scm is None:
+            self.scm = ConfoundedColourSCM.make(self.num_classes, num_hue_bins, num_confounders, confounding)
+        else:  # your own SCM: its sizes must match; `confounding` is not used
+            self.scm = checked_scm(scm, self.num_classes, num_hue_bins, num_confounders)
+        self.custom_scm = scm is not None
         self.num_hue_bins = num_hue_bins
         self.num_confounders = num_confounders
-        self.confounding = float(confounding)
+        self.confounding = None if self.custom_scm else float(confounding)
         self.seed = seed
 
         data = load_base_images(base, self.root, bool(download), system_dir)
@@ -240,7 +245,7 @@ class ConfoundedImages:
         Like :class:`~cauvade_pyro.datasets.ConfoundedShapes`'s it leaves out ``num_train``, ``num_test`` and
         ``seed`` (they pick draws, not the process) and adds the base data: its split sizes and a content hash.
         """
-        return {
+        params = {
             "name": self.name,
             "x_form": self.x_form,
             "render_version": RENDER_VERSION,
@@ -252,6 +257,9 @@ class ConfoundedImages:
             "base_sizes": [len(self._pools["train"].images), len(self._pools["test"].images)],
             "base_digest": self.base_digest,
         }
+        if self.custom_scm:  # the default SCM keeps the keys of the caches made before this option
+            params["scm"] = scm_digest(self.scm)
+        return params
 
     def _render(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None, split: str

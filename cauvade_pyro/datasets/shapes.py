@@ -16,6 +16,7 @@ coordinate grid, one soft pixel of anti-aliasing) and deterministic given a ``to
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -26,6 +27,8 @@ from cauvade_pyro.datasets.scm import ConfoundedColourSCM
 __all__ = [
     "SHAPE_NAMES",
     "ConfoundedShapes",
+    "checked_scm",
+    "scm_digest",
     "colourize",
     "hue_in_bin",
     "hue_to_rgb",
@@ -188,6 +191,42 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32) / 255.0
 
 
+def scm_digest(scm: ConfoundedColourSCM) -> str:
+    """16-hex digest of an SCM's three tables (float64): part of a dataset's generating parameters, so caches
+    keyed by them (judges, FID features, image models) never reuse a model fitted to another SCM.
+
+    >>> scm_digest(ConfoundedColourSCM.make()) == scm_digest(ConfoundedColourSCM.make())
+    True
+    """
+    digest = hashlib.sha1()
+    for table in (scm.p_u, scm.p_x_given_u, scm.p_y_given_xu):
+        digest.update(str(tuple(table.shape)).encode())
+        digest.update(table.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def checked_scm(scm: Any, num_classes: int, num_hue_bins: int, num_confounders: int) -> ConfoundedColourSCM:
+    """``scm`` if it is a :class:`ConfoundedColourSCM` (its tables are validated when it is built) whose sizes
+    agree with the dataset's; otherwise a one-line ``ValueError`` naming the tables' shapes.
+
+    >>> checked_scm(ConfoundedColourSCM.make(num_classes=2), 3, 6, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: scm: its tables p_u (3,), p_x_given_u (3, 2), p_y_given_xu (2, 3, 6) give 2 classes, 6 hue bins, 3 confounder values, but the dataset has num_classes=3, num_hue_bins=6, num_confounders=3; pass matching values
+    """
+    if not isinstance(scm, ConfoundedColourSCM):
+        raise ValueError(f"scm: must be a ConfoundedColourSCM (tables p_u, p_x_given_u, p_y_given_xu), "
+                         f"got {type(scm).__name__}")
+    sizes = (scm.num_classes, scm.num_hue_bins, scm.num_confounders)
+    if sizes != (num_classes, num_hue_bins, num_confounders):
+        shapes = ", ".join(f"{name} {tuple(getattr(scm, name).shape)}"
+                           for name in ("p_u", "p_x_given_u", "p_y_given_xu"))
+        raise ValueError(f"scm: its tables {shapes} give {sizes[0]} classes, {sizes[1]} hue bins, {sizes[2]} "
+                         f"confounder values, but the dataset has num_classes={num_classes}, "
+                         f"num_hue_bins={num_hue_bins}, num_confounders={num_confounders}; pass matching values")
+    return scm
+
+
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
@@ -196,7 +235,9 @@ class ConfoundedShapes:
     """Confounded colour benchmark on procedural 28×28 RGB shapes.
 
     ``train`` / ``test`` are dicts of ``x`` (class), ``y`` (hue bin), ``u`` (hidden confounder, for evaluation
-    only) as LongTensors and ``image`` as uint8 (n, 3, 28, 28), drawn observationally from ``scm``.
+    only) as LongTensors and ``image`` as uint8 (n, 3, 28, 28), drawn observationally from ``scm``: the default
+    :meth:`ConfoundedColourSCM.make` of the sizes and ``confounding``, or your own ``scm`` (its sizes must
+    match; ``confounding`` is then not used and ``generating_params`` carry the SCM's digest instead).
 
     >>> data = ConfoundedShapes(num_train=8, num_test=4)
     >>> data.train["image"].shape, data.train["image"].dtype, data.class_names
@@ -218,6 +259,7 @@ class ConfoundedShapes:
         num_confounders: int = 3,
         confounding: float = 0.9,
         seed: int = 0,
+        scm: ConfoundedColourSCM | None = None,
     ) -> None:
         if not isinstance(num_classes, int) or not 2 <= num_classes <= len(SHAPE_NAMES):
             raise ValueError(f"num_classes: must be an int in [2, {len(SHAPE_NAMES)}], got {num_classes!r}")
@@ -225,11 +267,15 @@ class ConfoundedShapes:
             raise ValueError(f"num_train: must be a positive int, got {num_train!r}")
         if not isinstance(num_test, int) or num_test < 1:
             raise ValueError(f"num_test: must be a positive int, got {num_test!r}")
-        self.scm = ConfoundedColourSCM.make(num_classes, num_hue_bins, num_confounders, confounding)
+        if scm is None:
+            self.scm = ConfoundedColourSCM.make(num_classes, num_hue_bins, num_confounders, confounding)
+        else:
+            self.scm = checked_scm(scm, num_classes, num_hue_bins, num_confounders)
+        self.custom_scm = scm is not None
         self.num_classes = num_classes
         self.num_hue_bins = num_hue_bins
         self.num_confounders = num_confounders
-        self.confounding = float(confounding)
+        self.confounding = None if self.custom_scm else float(confounding)
         self.seed = seed
         self.class_names: tuple[str, ...] = SHAPE_NAMES[:num_classes]
         generator = torch.Generator().manual_seed(seed)
@@ -239,7 +285,7 @@ class ConfoundedShapes:
     @property
     def generating_params(self) -> dict[str, Any]:
         """Everything that determines the data-generating process (keys caches such as trained judges)."""
-        return {
+        params = {
             "name": self.name,
             "render_version": RENDER_VERSION,
             "image_shape": list(self.image_shape),
@@ -248,6 +294,9 @@ class ConfoundedShapes:
             "num_confounders": self.num_confounders,
             "confounding": self.confounding,
         }
+        if self.custom_scm:  # the default SCM keeps the keys of the caches made before this option
+            params["scm"] = scm_digest(self.scm)
+        return params
 
     def render(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 images (n, 3, 28, 28) of shapes ``x`` coloured with a hue inside bins ``y``."""

@@ -1,0 +1,80 @@
+"""The quality benchmark's protocol cannot flatter (issue 16, item 2), checked on hand-made records:
+selection on the validation reference, scores on the test reference; span clipped per cell; infeasible
+directed members dropped and counted, and kept out of the family's coverage."""
+
+import argparse
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from benchmarks.quality import clipped_span, family_metrics, fid_summary, target_checks
+
+
+def member(gamma, seed, test, validation, w1=0.1):
+    return {"gamma": gamma, "seed": seed, "fid_mean": test, "fid_validation_mean": validation,
+            "within_bin_hue_w1": w1, "per_x": []}
+
+
+@pytest.fixture
+def records():
+    members = [
+        member(-1.0, 0, 9.0, 9.0), member(-1.0, 1, 11.0, 11.0),
+        member(0.0, 0, 6.0, 8.0), member(0.0, 1, 10.0, 8.5),
+        member(2.0, 0, 3.0, 7.0),  # best on the test set, but not on validation
+        member(2.0, 1, 5.0, 4.0),  # best on validation: the one selected
+    ]
+    base = {"cvae_rows": [{"fid": 10.0}, {"fid": 12.0}], "oracle_rows": [{"fid": 2.0}, {"fid": 2.0}]}
+    ctx = {"evaluator": SimpleNamespace(fid_floor=[0.5, 0.7])}
+    return members, base, ctx
+
+
+def test_member_and_gamma_are_selected_on_validation_and_scored_on_test(records):
+    members, base, ctx = records
+    fid = fid_summary(ctx, members, base)
+    assert (fid["selected_member"]["gamma"], fid["selected_member"]["seed"]) == (2.0, 1)
+    assert fid["selected_member_test"] == 5.0  # its test FID, not the best test FID (3.0) of any member
+    assert fid["selected_gamma"] == {"gamma": 2.0, "validation_mean": 5.5, "test_mean": 4.0}
+    assert fid["per_gamma_mean_over_seeds"] == {"-1.0": 10.0, "0.0": 8.0, "2.0": 4.0}
+    assert fid["observational_end_mean"] == 10.0 and fid["cvae_mean"] == 11.0
+    assert fid["best_gamma0_seed_test"] == 6.0 and fid["reference_floor_mean"] == pytest.approx(0.6)
+
+
+def test_targets_compare_the_selected_member_and_means(records):
+    members, base, ctx = records
+    # 0.5 × cVAE = 4.5: the selected member's test FID (5.0) misses it, though its validation FID (4.0) and
+    # the best test FID of any member (3.0) would pass
+    base["cvae_rows"] = [{"fid": 9.0}, {"fid": 9.0}]
+    fid = fid_summary(ctx, members, base)
+    family = {"gamma_seed": {"coverage": 1.0, "span_mean": 0.6}}
+    effect = {"x_flip_follows": 0.95, "y_flip_follows": 0.95}
+    targets = target_checks(fid, family, {"within_bin_hue_w1": 0.1}, effect, {"max_gap_nats": 0.0})
+    assert not targets["fid_selected_member_le_half_cvae"]
+    assert targets["fid_selected_member_below_best_gamma0_seed"]  # 5.0 < 6.0
+    assert targets["fid_selected_gamma_mean_below_gamma0_mean"]  # per-γ test means: 4.0 < 8.0
+    assert targets["fid_observational_end_le_cvae"] is False  # 10.0 > 9.0
+    assert not targets["within_bin_hue_w1_le_0.05"]
+
+
+def test_span_is_clipped_per_cell():
+    lower = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    upper = torch.tensor([[0.4, 0.4]], dtype=torch.float64)
+    low = torch.tensor([[-0.1, 0.1]], dtype=torch.float64)  # first cell overshoots both bounds, second half
+    high = torch.tensor([[0.5, 0.3]], dtype=torch.float64)
+    clipped, raw = clipped_span(low, high, lower, upper)
+    assert clipped.per_cell[0].tolist() == pytest.approx([1.0, 0.5])
+    assert clipped.mean == pytest.approx(0.75) and raw.mean == pytest.approx(1.0)
+
+
+def test_infeasible_directed_members_are_dropped_counted_and_kept_out_of_coverage():
+    truth = torch.tensor([[0.3, 0.7]], dtype=torch.float64)
+    evaluator = SimpleNamespace(truth=truth, lower=torch.tensor([[0.1, 0.5]]), upper=torch.tensor([[0.5, 0.9]]))
+    members = [{"p_do": [[0.2, 0.8]], "seed": 0}, {"p_do": [[0.25, 0.75]], "seed": 1}]
+    directed = [{"p_do": [[0.45, 0.55]], "feasible": True}, {"p_do": [[0.6, 0.4]], "feasible": False}]
+    args = argparse.Namespace(span_seeds=0)
+    metrics = family_metrics({"evaluator": evaluator}, args, members, directed)
+    assert metrics["gamma_seed"]["members"] == 2 and metrics["gamma_seed"]["coverage"] == 0.0
+    check = metrics["bounds_reachable_check"]
+    assert check["infeasible_dropped"] == 1 and check["members"] == 1
+    assert check["max"] == [[0.45, 0.55]]  # the infeasible member's 0.6 is not in the range
+    assert "not the family's coverage" in check["note"]
