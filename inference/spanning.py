@@ -53,7 +53,7 @@ random direction, up to ``refills`` times.
 ...         x = pyro.sample("x", dist.Categorical(logits=px[c]), obs=data.get("x"))
 ...         pyro.sample("y", dist.Categorical(logits=py[c, x]), obs=data.get("y"))
 >>> g = torch.Generator().manual_seed(0)
->>> x = torch.randint(0, 2, (400,), generator=g); y = (x + (torch.rand(400, generator=g) < 0.3)) % 2
+>>> x = torch.randint(0, 2, (2000,), generator=g); y = (x + (torch.rand(2000, generator=g) < 0.3)) % 2
 >>> family = fit_family(bow, {"x": x, "y": y}, restarts=1, entropy_targets=(1.0,), random_directions=0,
 ...                     steps=150, member_steps=150, progress=False)
 >>> len(family) >= 2, family.p_do().shape[1:]
