@@ -156,7 +156,7 @@ def _fit_confounded_family(cfg, dataset, device, out_dir: Path):
     summary_keys = ("tau", "members", "dropped", "best_heldout_nll", "max_fit_gap_nats", "seconds", "by_kind")
     info = {"image_model": str(image_path), "sweep": "family",
             "family": {**{k: v for k, v in family.summary().items() if k in summary_keys}, **scores}}
-    family[0].activate()  # the best γ = 0 restart: its images and effectiveness go into the usual metrics
+    family.best_restart().activate()  # the best γ = 0 restart: its images and effectiveness go into the usual metrics
     return model, info, evaluate_confounded_attributes
 
 

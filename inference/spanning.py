@@ -192,6 +192,11 @@ class Family:
     def __iter__(self):
         return iter(self.members)
 
+    def best_restart(self) -> Member:
+        """The γ = 0 restart with the best training fit (the family's reference member)."""
+        restarts = [member for member in self.members if member.kind == "restart"] or self.members
+        return min(restarts, key=lambda member: member.train_nll)
+
     def p_do(self) -> torch.Tensor:
         """P(outcome | do(treatment)) of every member, shape (members, |T|, |O|)."""
         return torch.stack([member.p_do for member in self.members])
@@ -503,7 +508,13 @@ def fit_family(
     initial = _snapshot()
     engine = _Engine(program, train, held, treatment, outcome, cards, max_plate_nesting)
     with torch.no_grad():
-        engine.one(initial)  # one validated, unbatched pass: a diagram that fails says so here, not inside vmap
+        try:
+            engine.one(initial)  # one validated, unbatched pass: a diagram that fails says so here, not inside vmap
+        except KeyError as error:
+            raise ValueError(
+                f"the diagram reads data[{error.args[0]!r}] while P({outcome} | do({treatment})) is computed with only "
+                f"{treatment!r} and {outcome!r} given: read every other site with data.get(...) so that it can be "
+                "summed out") from None
     tol = _train_tolerance(tau, engine) if train_tolerance is None else float(train_tolerance)
     bar = tqdm(total=steps + member_steps, desc="family", unit="step", disable=not progress, leave=False)
 
@@ -601,6 +612,7 @@ def fit_family(
                     all_params[name][i] = sub[name][k].detach()
                 train_nll[i], entropy[i], tables[i], held_nll[i] = sub_train[k], sub_entropy[k], sub_tables[k], sub_held[k]
         repaired = set(outside)
+        best_held = float(held_nll.min())  # a repaired member may now fit the held-out rows best
     dropped = {"fit": 0, "duplicate": 0}
     accepted: list[Member] = []
     paths = {name: prefix + path for name, path in engine.module_paths.items()}
@@ -637,7 +649,7 @@ def fit_family(
     family = Family(accepted, treatment, outcome, cards[0], cards[1], tau, best_held, dropped)
     family.seconds = time.perf_counter() - started
     if accepted:
-        accepted[0].activate()
+        family.best_restart().activate()
     return family
 
 

@@ -45,6 +45,9 @@ class TabularDiagram(nn.Module):
     def __init__(self, cards: Mapping[str, int], parents: Mapping[str, Sequence[str]] | None = None,
                  confounders: Mapping[str, tuple[int, Sequence[str]]] | None = None):
         super().__init__()
+        unknown = sorted(set(parents or {}) - set(cards))
+        if unknown:
+            raise ValueError(f"parents names {unknown}, which are not variables (variables: {list(cards)})")
         parents = {name: list(parents.get(name, ())) for name in cards} if parents else {n: [] for n in cards}
         confounders = dict(confounders or {})
         order = list(cards)

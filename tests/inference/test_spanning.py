@@ -156,3 +156,34 @@ def test_an_interaction_network_is_fitted_side_by_side():
     family = fit_family(mixture.model, data, **SMALL)
     assert len(family) >= 3 and family.max_fit_gap() <= family.tau
     assert any(name.startswith("attributes$$$y_net") for name in family[0].state)
+
+
+def test_a_diagram_that_indexes_data_for_other_sites_is_one_line():
+    import pyro
+    import pyro.distributions as dist
+
+    from cauvade_pyro.models import confounder
+
+    def strict(data=None, num_samples=None):  # reads data["z"]: the interventional table gives only x and y
+        pi = pyro.param("pi", torch.zeros(2))
+        with pyro.plate("data", len(data["x"])):
+            c = confounder("c", pi)
+            z = pyro.sample("z", dist.Categorical(logits=pyro.param("pz", torch.zeros(2))), obs=data["z"])
+            x = pyro.sample("x", dist.Categorical(logits=pyro.param("px", torch.zeros(2, 2, 2))[c, z]), obs=data["x"])
+            pyro.sample("y", dist.Categorical(logits=pyro.param("py", torch.zeros(2, 2, 2))[c, x]), obs=data["y"])
+
+    data = {**bow_data(400), "z": torch.randint(0, 2, (400,))}
+    with pytest.raises(ValueError, match=r"reads data\['z'\] .* read every other site with data.get"):
+        fit_family(strict, data, **SMALL)
+
+
+def test_a_typo_in_parents_is_refused():
+    with pytest.raises(ValueError, match=r"parents names \['Y'\], which are not variables"):
+        TabularDiagram({"x": 2, "y": 2}, {"Y": ["x"]})
+
+
+def test_the_best_restart_is_the_reference_member(bow_family):
+    _, family, _, _ = bow_family
+    best = family.best_restart()
+    assert best.kind == "restart"
+    assert best.train_nll == min(m.train_nll for m in family if m.kind == "restart")
