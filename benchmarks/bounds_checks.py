@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from benchmarks.provenance import git_sha
 from cauvade_pyro.bayes_bounds import exact_log_lik, exact_p_do, fit_posterior
 from cauvade_pyro.bounds import DiscreteDiagram, ace, lp_bounds, p_do, p_do_bounds
 from cauvade_pyro.inference import fit_diagram, fit_family
@@ -55,14 +55,6 @@ IV_PZ = np.array([0.5, 0.5])
 IV_PI = np.array([0.5, 0.3, 0.2])
 IV_PX = np.array([[[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]], [[0.3, 0.7], [0.1, 0.9], [0.05, 0.95]]])  # [z, c, x]
 IV_PY = np.array([[[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]], [[0.5, 0.5], [0.2, 0.8], [0.1, 0.9]]])  # [x, c, y]
-
-
-def git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def vitamin_a_check() -> dict[str, float]:

@@ -21,31 +21,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.provenance import git_sha
 from benchmarks.speed import machine_info, write_results
 from cauvade_pyro.bounds import DiscreteDiagram, p_do_bounds
 from cauvade_pyro.datasets.scm import ConfoundedColourSCM
 from cauvade_pyro.inference import fit_family, mean_loglik
 from cauvade_pyro.metrics import bow_graph_bounds, circular_w1
-from cauvade_pyro.metrics.family import coverage, family_range, span
+from cauvade_pyro.metrics.family import coverage, family_range, span, span_within_bounds
 from cauvade_pyro.models import AttributeMixture, TabularDiagram
 
 RESULTS = Path(__file__).parent / "results"
 TAU = 0.005
-
-
-def git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # ---- cases: (data, diagram factory, truth, bounds, W1 positions or None) -----------------------------------
@@ -172,17 +164,13 @@ TEST_ROWS = 200_000  # fresh rows per case for the fit gap: the test sample's ow
 def score(values: torch.Tensor, case: dict) -> dict:
     low, high = family_range(values)
     cov = coverage(case["truth"], low, high, atol=1e-6)
-    per_cell = span(low, high, case["lower"], case["upper"], atol=1e-9).per_cell
-    valid = ~torch.isnan(per_cell)
-    clipped = per_cell[valid].clamp(max=1.0)
+    spans = span(low, high, case["lower"], case["upper"], atol=1e-9)
     lower, upper = case["lower"].double(), case["upper"].double()
     overshoot = torch.maximum(lower - low, high - upper).clamp(min=0)
-    # stricter than clipping: only the part of the family's range that lies inside the bounds counts, so a reach
-    # beyond one bound cannot make up for falling short of the other
-    inside = (torch.minimum(high, upper) - torch.maximum(low, lower)).clamp(min=0) / (upper - lower)
-    return {"coverage": round(cov.share, 4), "span": round(float(clipped.mean()), 4),
-            "span_unclipped": round(float(per_cell[valid].mean()), 4),
-            "span_within_bounds": round(float(inside[valid].mean()), 4),
+    return {"coverage": round(cov.share, 4), "span": round(spans.clipped_mean, 4),
+            "span_unclipped": round(spans.mean, 4),
+            # stricter than clipping: a reach beyond one bound cannot make up for falling short of the other
+            "span_within_bounds": round(span_within_bounds(low, high, lower, upper, atol=1e-9).mean, 4),
             "max_outside_bounds": round(float(overshoot.max()), 4)}
 
 

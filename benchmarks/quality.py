@@ -5,7 +5,7 @@ r"""Quality benchmark: a γ × seed family, directed members and baselines again
     python -m benchmarks.quality --quick                        # small shapes run (what the tests run)
     python -m benchmarks.quality --dataset mnist dataset.x_form=classes   # Hydra overrides of the fit config
 
-One shared image model p(image | x, y) (DESIGN.md §2) serves every attribute-level member:
+One shared image model p(image | x, y) (docs/design.md §2) serves every attribute-level member:
 
 - **γ-family**: for each γ in ``--gammas`` and seed in ``--seeds``, the attribute mixture minimising
   Σ_xy N_xy(−log p(x, y) + γ H[p(c | x, y)]) from the seed's random init (γ < 0 diffuse, γ > 0 sharp clusters);
@@ -46,13 +46,15 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.provenance import git_sha
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 QUICK_OVERRIDES = [
     "dataset=shapes", "dataset.num_train=3000", "dataset.num_test=600", "dataset.num_classes=2",
     "inference.image_epochs=2", "eval.judge_images=2000", "eval.judge_epochs=2",
 ]
-# Fashion-MNIST and MNIST have more within-class variation than the shapes: a larger ε (DESIGN.md §7 used 8).
+# Fashion-MNIST and MNIST have more within-class variation than the shapes: a larger ε (8).
 DATASET_OVERRIDES = {"fashion_mnist": ["model.image.eps_dim=8"], "mnist": ["model.image.eps_dim=8"]}
 FIT_TOLERANCE = 0.005  # nats per datapoint: "fits about equally well" for the fit target
 
@@ -389,14 +391,9 @@ def clipped_span(low, high, lower, upper):
     >>> round(clipped.mean, 4), round(raw.mean, 4)
     (0.625, 1.25)
     """
-    import torch
+    from cauvade_pyro.metrics.family import span, span_within_bounds
 
-    from cauvade_pyro.metrics import span
-
-    lower, upper = torch.as_tensor(lower).double(), torch.as_tensor(upper).double()
-    low_c = torch.maximum(torch.minimum(torch.as_tensor(low).double(), upper), lower)
-    high_c = torch.maximum(torch.minimum(torch.as_tensor(high).double(), upper), lower)
-    return span(low_c, high_c, lower, upper), span(low, high, lower, upper)
+    return span_within_bounds(low, high, lower, upper), span(low, high, lower, upper)
 
 
 def family_metrics(ctx: dict, args: argparse.Namespace, members: list[dict], directed: list[dict]) -> dict:
@@ -519,20 +516,6 @@ def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: d
         "effectiveness_x_ge_0.9": effect["x_flip_follows"] >= 0.9,
         "effectiveness_y_ge_0.9": effect["y_flip_follows"] >= 0.9,
     }
-
-
-def git_sha() -> str | None:
-    import subprocess
-
-    try:
-        where = Path(__file__).parent
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 # ----------------------------------------------------------------------------------------------- the run

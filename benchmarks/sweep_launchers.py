@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.provenance import git_sha
 from cauvade_pyro.collect import collect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,13 +127,6 @@ def differences(reference: dict, other: dict) -> list[str]:
 
 def count_in_logs(sweep_dir: Path, text: str) -> int:
     return sum(p.read_text().count(text) for p in sweep_dir.glob("*/fit.log"))
-
-
-def git_sha() -> str:
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    return sha + ("+dirty" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -159,11 +159,11 @@ def family_summary(members: list[dict]) -> dict:
         summary["covered_per_cell"] = covered.per_cell.tolist()
     if "bounds_lower" in summary and "bounds_upper" in summary:
         spans = span(low, high, torch.tensor(summary["bounds_lower"]), torch.tensor(summary["bounds_upper"]),
-                     atol=_ATOL).per_cell
-        has_width = ~torch.isnan(spans)
-        summary["span"] = round(float(spans[has_width].clamp(max=1.0).mean()), 5) if has_width.any() else None
-        summary["span_unclipped"] = round(float(spans[has_width].mean()), 5) if has_width.any() else None
-        summary["span_per_cell"] = _rounded(spans)
+                      atol=_ATOL)
+        has_width = not math.isnan(spans.mean)
+        summary["span"] = round(spans.clipped_mean, 5) if has_width else None
+        summary["span_unclipped"] = round(spans.mean, 5) if has_width else None
+        summary["span_per_cell"] = _rounded(spans.per_cell)
     fits = [m["heldout"]["log_p_xy"] for m in members if "log_p_xy" in m.get("heldout", {})]
     if len(fits) == len(members):
         summary["fit_gap_nats"] = round(max(fits) - min(fits), 5)

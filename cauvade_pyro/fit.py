@@ -117,8 +117,6 @@ def _fit_confounded_family(cfg, dataset, device, out_dir: Path):
     Writes ``family.pt`` and ``family.png``; the member evaluated in full (images, effectiveness) is the best
     γ = 0 restart, every member is scored at the attribute level (exact P(y | do(x)) against the truth, and the
     family's coverage of the truth and span of the sharp bounds)."""
-    import torch
-
     from cauvade_pyro.evaluate import evaluate_confounded_attributes
     from cauvade_pyro.inference import fit_family, seed_everything
     from cauvade_pyro.members import build_attributes, shared_image_model
@@ -141,12 +139,10 @@ def _fit_confounded_family(cfg, dataset, device, out_dir: Path):
     truth = scm.interventional_y().float()
     lower, upper = bow_graph_bounds(scm.joint_xy())
     low, high = family.range()
-    per_cell = span(low, high, lower, upper).per_cell
-    valid = ~torch.isnan(per_cell)
     positions = scm.bin_centres()
     scores = {
         "coverage": round(coverage(truth, low, high, atol=1e-6).share, 4),
-        "span": round(float(per_cell[valid].clamp(max=1.0).mean()), 4),
+        "span": round(span(low, high, lower, upper).clipped_mean, 4),
         "member_scores": [{**m.summary(), "w1_to_truth": [round(circular_w1(m.p_do[x], truth[x], positions), 5)
                                                      for x in range(dataset.num_classes)]} for m in family],
     }

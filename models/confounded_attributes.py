@@ -160,8 +160,8 @@ class AttributeMixture(nn.Module):
 class ConditionalImageModel(nn.Module):
     """p(image | x, y) = ∫ likelihood(image | decoder(x, y, ε)) N(ε; 0, I) dε with an amortized guide q(ε | image, x, y).
 
-    ``kl_weight`` (β) scales the ε sites in model and guide, i.e. β · KL(q(ε) ‖ N(0, I)); DESIGN.md §7 found
-    β > 1 keeps ε from carrying shape and makes prior samples cleaner. Held-out ELBOs use β = 1.
+    ``kl_weight`` (β) scales the ε sites in model and guide, i.e. β · KL(q(ε) ‖ N(0, I)); with a
+    larger ε, β > 1 keeps ε from carrying shape and makes prior samples cleaner (docs/design.md §7). Held-out ELBOs use β = 1.
     """
 
     def __init__(

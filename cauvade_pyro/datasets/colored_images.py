@@ -1,4 +1,4 @@
-r"""Colored Fashion-MNIST and Colored MNIST: the confounded colour benchmark on real grey images (DESIGN §4).
+r"""Colored Fashion-MNIST and Colored MNIST: the confounded colour benchmark on real grey images (docs/design.md §5).
 
 (U, X, Y) come from :class:`~cauvade_pyro.datasets.scm.ConfoundedColourSCM`. X is the class of the base image:
 its 10 labels (``x_form="classes"``) or one of two groups of labels (``x_form="binary"``: Fashion-MNIST tops

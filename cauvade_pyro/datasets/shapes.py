@@ -1,4 +1,4 @@
-r"""Procedural coloured shapes: the download-free base of the confounded colour benchmark (DESIGN §4).
+r"""Procedural coloured shapes: the download-free base of the confounded colour benchmark (docs/design.md §5).
 
 An image is the grey mask of shape X (large, filled, roughly centred; jitter of ±2 px in position,
 ±10 % in size and a brightness in [0.75, 1]) coloured in HSV with saturation 1, value = grey level and a hue

@@ -14,7 +14,8 @@ shape (M, X, Y).
 :func:`~cauvade_pyro.metrics.attributes.bow_graph_bounds`):
 :math:`s_{xy} = (u_{xy} - \ell_{xy}) / (U_{xy} - L_{xy})`, not clipped; cells with zero-width bounds
 (:math:`U_{xy} - L_{xy} \le \text{atol}`) have no span (NaN) and are left out of the mean over cells.
-1 means the family sweeps the whole identified set, 0 means all members agree.
+1 means the family sweeps the whole identified set, 0 means all members agree. ``clipped_mean`` averages
+:math:`\min(s_{xy}, 1)`: a cell the family overshoots counts as fully spanned, never as more.
 
 **Hue entropy** of hue-bin labels with empirical histogram :math:`\hat p` over K bins:
 :math:`H = -\sum_k \hat p_k \log \hat p_k` nats (0 log 0 = 0), between 0 (one bin) and :math:`\log K` (uniform).
@@ -34,7 +35,7 @@ import torch
 from cauvade_pyro.metrics.attributes import hue_histogram
 from cauvade_pyro.metrics.fid import mean_pairwise_distance
 
-__all__ = ["Coverage", "Span", "coverage", "diversity", "family_range", "hue_entropy", "span"]
+__all__ = ["Coverage", "Span", "coverage", "diversity", "family_range", "hue_entropy", "span", "span_within_bounds"]
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -49,10 +50,12 @@ class Coverage:
 
 @dataclass(frozen=True)
 class Span:
-    """``mean`` span over cells with non-zero bound width and the float64 ``per_cell`` tensor (NaN: no width)."""
+    """``mean`` span over cells with non-zero bound width, the same with each cell clipped at 1
+    (``clipped_mean``), and the float64 ``per_cell`` tensor (NaN: no width)."""
 
     mean: float
     per_cell: torch.Tensor
+    clipped_mean: float = math.nan
 
 
 def _float64(value: ArrayLike, name: str) -> torch.Tensor:
@@ -110,6 +113,9 @@ def span(
     ...               torch.tensor([[0.0, 0.5]]), torch.tensor([[0.5, 0.5]]))
     >>> result.mean, result.per_cell.tolist()
     (0.5, [[0.5, nan]])
+    >>> span(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.8, 0.25]]),
+    ...      torch.tensor([[0.2, 0.0]]), torch.tensor([[0.6, 0.5]])).clipped_mean   # (min(2, 1) + 0.5) / 2
+    0.75
     """
     low = _float64(family_min, "family_min")
     high = _float64(family_max, "family_max")
@@ -123,8 +129,26 @@ def span(
     width = upper_t - lower_t
     has_width = width > atol
     per_cell = torch.where(has_width, (high - low) / torch.where(has_width, width, 1.0), math.nan)
-    mean = float(per_cell[has_width].mean()) if has_width.any() else math.nan
-    return Span(mean=mean, per_cell=per_cell)
+    if not has_width.any():
+        return Span(mean=math.nan, per_cell=per_cell)
+    spans = per_cell[has_width]
+    return Span(mean=float(spans.mean()), per_cell=per_cell, clipped_mean=float(spans.clamp(max=1.0).mean()))
+
+
+def span_within_bounds(family_min: ArrayLike, family_max: ArrayLike, lower: ArrayLike, upper: ArrayLike,
+                       atol: float = 1e-12) -> Span:
+    """:func:`span` of the family's range clipped per cell to the bounds: only the part of [min, max] that lies
+    inside [lower, upper] counts, so a reach beyond one bound cannot make up for falling short of the other.
+
+    >>> result = span_within_bounds(torch.tensor([[0.0, 0.3]]), torch.tensor([[0.9, 0.4]]),
+    ...                             torch.tensor([[0.1, 0.2]]), torch.tensor([[0.5, 0.6]]))
+    >>> round(result.mean, 4)   # cell 1: all of [0.1, 0.5]; cell 2: [0.3, 0.4] of [0.2, 0.6]
+    0.625
+    """
+    lower_t, upper_t = _float64(lower, "lower"), _float64(upper, "upper")
+    low = torch.maximum(torch.minimum(_float64(family_min, "family_min"), upper_t), lower_t)
+    high = torch.maximum(torch.minimum(_float64(family_max, "family_max"), upper_t), lower_t)
+    return span(low, high, lower_t, upper_t, atol=atol)
 
 
 def hue_entropy(hue_bins: ArrayLike, num_bins: int) -> float:

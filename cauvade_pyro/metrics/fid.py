@@ -1,4 +1,4 @@
-r"""Fréchet distance between image sets in a feature space (DESIGN §5), and feature-space diversity.
+r"""Fréchet distance between image sets in a feature space (docs/design.md §6), and feature-space diversity.
 
 **Fréchet distance.** With features :math:`f(\cdot)` of the real and the generated images summarised by their
 means :math:`\mu_r, \mu_g` and covariances :math:`\Sigma_r, \Sigma_g` (unbiased, :math:`n - 1`),

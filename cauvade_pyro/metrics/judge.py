@@ -1,4 +1,4 @@
-r"""Effectiveness judge: a classifier of (class, hue bin) trained on real images only (DESIGN §5, §7).
+r"""Effectiveness judge: a classifier of (class, hue bin) trained on real images only (docs/design.md §6, §7).
 
 It is **never used in any training loss** of a generative model (an auxiliary classifier in the loss gets
 fooled, §7); it only reads generated images: does a decoded image show the class x and the hue bin y it was
