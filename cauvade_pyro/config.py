@@ -9,7 +9,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-DIAGRAMS = ("confounded_attributes", "latent_response", "user")
+from cauvade_pyro.diagrams import names as _diagram_names
+
+# The built-in diagrams: the files of conf/model (cauvade_pyro.diagrams: each registers there, in one place).
+DIAGRAMS = _diagram_names()
 DATASETS = ("shapes", "fashion_mnist", "mnist")
 # Image shape (channels, height, width) of each dataset, known without loading it.
 DATASET_IMAGE_SHAPES = {"shapes": (3, 28, 28), "fashion_mnist": (3, 28, 28), "mnist": (3, 28, 28)}
@@ -73,7 +76,8 @@ def check_dataset_files(cfg: DictConfig) -> None:
         locate_idx_files(cfg.dataset.name, cfg.dataset.root)
 
 
-def _number(cfg: DictConfig, key: str):
+def number(cfg: DictConfig, key: str):
+    """The number at ``key`` (one-line ConfigError if it is missing or not a number)."""
     value = cfg
     for part in key.split("."):
         if not isinstance(value, DictConfig) or part not in value:
@@ -84,91 +88,102 @@ def _number(cfg: DictConfig, key: str):
     return value
 
 
-def _check_user_diagram(cfg: DictConfig) -> None:
-    """``model=user``: the diagram's target and data file, and fit_family's options."""
-    from omegaconf.errors import MissingMandatoryValue
-
-    for key, what in (("model.target", "package.module:name of your diagram"),
-                      ("model.data", "a .pt or .npz file of your data")):
-        try:
-            value = OmegaConf.select(cfg, key, throw_on_missing=True)
-        except MissingMandatoryValue:
-            raise ConfigError(f"{key} is required with model=user: give {what}") from None
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key} must be {what}, got {value!r}")
-    for key in ("model.treatment", "model.outcome"):
-        if not isinstance(OmegaConf.select(cfg, key), str):
-            raise ConfigError(f"{key} must name a site of the diagram, got {OmegaConf.select(cfg, key)!r}")
-    _check_family_options(cfg)
-
-
-def _check_family_options(cfg: DictConfig) -> None:
+def check_family_options(cfg: DictConfig) -> None:
     """``inference.family``: the options of fit_family (model=user, or inference.sweep=family)."""
     family = "inference.family"
-    if not _number(cfg, f"{family}.tau") > 0 or not math.isfinite(_number(cfg, f"{family}.tau")):
+    if not number(cfg, f"{family}.tau") > 0 or not math.isfinite(number(cfg, f"{family}.tau")):
         raise ConfigError(f"{family}.tau must be a finite number of nats per datapoint > 0, got {cfg.inference.family.tau}")
-    if not 0.0 < _number(cfg, f"{family}.heldout_share") < 1.0:
+    if not 0.0 < number(cfg, f"{family}.heldout_share") < 1.0:
         raise ConfigError(f"{family}.heldout_share must lie in (0, 1), got {cfg.inference.family.heldout_share}")
     for key, low in (("restarts", 1), ("random_directions", 0), ("steps", 1), ("member_steps", 1)):
-        value = _number(cfg, f"{family}.{key}")
+        value = number(cfg, f"{family}.{key}")
         if value < low or not float(value).is_integer():
             raise ConfigError(f"{family}.{key} must be an integer >= {low}, got {value}")
-    if not _number(cfg, f"{family}.lr") > 0:
+    if not number(cfg, f"{family}.lr") > 0:
         raise ConfigError(f"{family}.lr must be > 0, got {cfg.inference.family.lr}")
     targets = cfg.inference.family.entropy_targets
     if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in targets):
         raise ConfigError(f"{family}.entropy_targets must be fractions in [0, 1], got {list(targets)}")
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first value outside its range (before any data is loaded)."""
-    if cfg.model.get("diagram") == "user":
-        _check_user_diagram(cfg)
-        for key in ("seed", "torch_threads"):
-            value = _number(cfg, key)
-            if not float(value).is_integer() or (key != "seed" and value < 0):
-                raise ConfigError(f"{key} must be an integer{'' if key == 'seed' else ' >= 0'}, got {value}")
-        return
-    if _number(cfg, "model.K") < 1 or not float(cfg.model.K).is_integer():
+def check_image(cfg: DictConfig) -> None:
+    """``model.image``: the image networks' keys, and their shape against the dataset's (for dataset diagrams)."""
+    image = cfg.model.image
+    if number(cfg, "model.image.eps_dim") < 1:
+        raise ConfigError(f"model.image.eps_dim must be >= 1, got {image.eps_dim}")
+    if image.net not in NETS:
+        raise ConfigError(f"model.image.net must be one of {NETS}, got {image.net!r}")
+    if image.likelihood not in LIKELIHOODS:
+        raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
+    channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]
+    if number(cfg, "model.image.channels") != channels:
+        raise ConfigError(f"model.image.channels must be {channels} for dataset {cfg.dataset.name!r} "
+                          f"(its images are {channels}x{height}x{width}), got {image.channels}")
+    if number(cfg, "model.image.size") != height:
+        raise ConfigError(f"model.image.size must be {height} for dataset {cfg.dataset.name!r} "
+                          f"(its images are {channels}x{height}x{width}), got {image.size}")
+
+
+def check_clusters(cfg: DictConfig) -> None:
+    """``model.K``: the number of values of the canonical confounder."""
+    if number(cfg, "model.K") < 1 or not float(cfg.model.K).is_integer():
         raise ConfigError(f"model.K must be an integer >= 1, got {cfg.model.K}")
-    if not math.isfinite(_number(cfg, "inference.gamma")):
+
+
+def _check_integers(cfg: DictConfig, keys) -> None:
+    for key in keys:
+        value = number(cfg, key)
+        if not float(value).is_integer() or (key != "seed" and value < 0):
+            raise ConfigError(f"{key} must be an integer{'' if key == 'seed' else ' >= 0'}, got {value}")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first value outside its range (before any data is loaded).
+
+    The checks every run shares are here; each diagram checks its own keys with the ``cli.check`` function its
+    config file names (:mod:`cauvade_pyro.diagrams`)."""
+    from cauvade_pyro import diagrams
+
+    cli = cfg.model.get("cli")
+    if not isinstance(cli, DictConfig) or "check" not in cli or ("sweeps" not in cli) == ("run" not in cli):
+        raise ConfigError(f"model.diagram={cfg.model.get('diagram')!r} is not registered: its config file needs a cli "
+                          "node with check and either sweeps or run (see cauvade_pyro.diagrams; built in: "
+                          f"{', '.join(DIAGRAMS)})")
+    check_diagram = diagrams.resolve(str(cli.check), "model.cli.check")
+    _check_integers(cfg, ("seed", "torch_threads"))
+    if cfg.model.cli.get("run") is not None:
+        check_diagram(cfg)  # a diagram with its own data: no dataset, judge or image model to check
+        return
+    if not math.isfinite(number(cfg, "inference.gamma")):
         raise ConfigError(f"inference.gamma must be finite, got {cfg.inference.gamma}")
     for key in ("inference.batch_size", "inference.attribute_steps", "inference.image_epochs", "eval.num_samples"):
-        if _number(cfg, key) <= 0:
-            raise ConfigError(f"{key} must be > 0, got {_number(cfg, key)}")
+        if number(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be > 0, got {number(cfg, key)}")
     for key in ("inference.attribute_lr", "inference.image_lr", "inference.clip_norm"):
-        if not _number(cfg, key) > 0 or not math.isfinite(_number(cfg, key)):
-            raise ConfigError(f"{key} must be a finite number > 0, got {_number(cfg, key)}")
+        if not number(cfg, key) > 0 or not math.isfinite(number(cfg, key)):
+            raise ConfigError(f"{key} must be a finite number > 0, got {number(cfg, key)}")
     if cfg.inference.get("attribute_objective", "pyro") not in ATTRIBUTE_OBJECTIVES:
         raise ConfigError(f"inference.attribute_objective must be one of {ATTRIBUTE_OBJECTIVES}, "
                           f"got {cfg.inference.attribute_objective!r}")
     if cfg.inference.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"inference.precision must be one of {PRECISIONS}, got {cfg.inference.precision!r}")
-    if cfg.inference.get("sweep", "independent") not in SWEEPS:
-        raise ConfigError(f"inference.sweep must be one of {SWEEPS}, got {cfg.inference.sweep!r}")
-    if cfg.inference.get("sweep") == "family":
-        if cfg.model.diagram != "confounded_attributes":
-            raise ConfigError("inference.sweep=family fits the family of the default diagram's attribute level; "
-                              f"model={cfg.model.diagram} has no such split (use model=user for a discrete diagram)")
-        _check_family_options(cfg)
+    sweep = cfg.inference.get("sweep", "independent")
+    if sweep not in SWEEPS:
+        raise ConfigError(f"inference.sweep must be one of {SWEEPS}, got {sweep!r}")
+    if sweep not in diagrams.sweeps(cfg):
+        raise ConfigError(f"inference.sweep={sweep} is not available for model={cfg.model.diagram} (its sweeps: "
+                          f"{', '.join(diagrams.sweeps(cfg))}; the family of any discrete diagram: model=user)")
     if "member_epochs" in cfg.inference:
-        member_epochs = _number(cfg, "inference.member_epochs")
+        member_epochs = number(cfg, "inference.member_epochs")
         if member_epochs < 1 or not float(member_epochs).is_integer():
             raise ConfigError(f"inference.member_epochs must be an integer >= 1, got {member_epochs}")
-    if cfg.model.diagram not in DIAGRAMS:
-        raise ConfigError(f"model.diagram must be one of {DIAGRAMS}, got {cfg.model.diagram!r}")
-    if _number(cfg, "model.image.eps_dim") < 1:
-        raise ConfigError(f"model.image.eps_dim must be >= 1, got {cfg.model.image.eps_dim}")
-    confounding = _number(cfg, "dataset.confounding")
+    confounding = number(cfg, "dataset.confounding")
     if not 0.0 <= confounding <= 1.0:
         raise ConfigError(f"dataset.confounding must be in [0, 1], got {confounding}")
     for key in ("dataset.num_train", "dataset.num_test"):
-        if _number(cfg, key) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {_number(cfg, key)}")
-    for key in ("seed", "torch_threads", "inference.checkpoint_every", "inference.image_seed"):
-        value = _number(cfg, key)
-        if not float(value).is_integer() or (key != "seed" and value < 0):
-            raise ConfigError(f"{key} must be an integer{'' if key == 'seed' else ' >= 0'}, got {value}")
+        if number(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {number(cfg, key)}")
+    _check_integers(cfg, ("inference.checkpoint_every", "inference.image_seed"))
     if cfg.dataset.name not in DATASETS:
         raise ConfigError(f"dataset.name must be one of {DATASETS}, got {cfg.dataset.name!r}")
     if (cfg.dataset.name in BASE_DATASETS) != ("x_form" in cfg.dataset):
@@ -181,22 +196,7 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.download must be true or false, got {cfg.dataset.download!r}")
         if not isinstance(cfg.dataset.root, str) or not cfg.dataset.root:
             raise ConfigError(f"dataset.root must be a directory path, got {cfg.dataset.root!r}")
-    image = cfg.model.image
-    if image.net not in NETS:
-        raise ConfigError(f"model.image.net must be one of {NETS}, got {image.net!r}")
-    if image.likelihood not in LIKELIHOODS:
-        raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
-    if cfg.model.diagram == "latent_response" and image.likelihood != "bernoulli":
-        raise ConfigError(f"model.image.likelihood must be bernoulli with model=latent_response, got {image.likelihood!r}")
-    if cfg.model.diagram == "confounded_attributes" and cfg.model.y_given_xc not in Y_PARAMETERIZATIONS:
-        raise ConfigError(f"model.y_given_xc must be one of {Y_PARAMETERIZATIONS}, got {cfg.model.y_given_xc!r}")
-    channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]
-    if _number(cfg, "model.image.channels") != channels:
-        raise ConfigError(f"model.image.channels must be {channels} for dataset {cfg.dataset.name!r} "
-                          f"(its images are {channels}x{height}x{width}), got {image.channels}")
-    if _number(cfg, "model.image.size") != height:
-        raise ConfigError(f"model.image.size must be {height} for dataset {cfg.dataset.name!r} "
-                          f"(its images are {channels}x{height}x{width}), got {image.size}")
+    check_diagram(cfg)
     resume = cfg.resume
     if not isinstance(resume, bool):
         if not isinstance(resume, str) or not resume:

@@ -59,6 +59,7 @@ RUNTIME_KEYS = ("eval", "progress", "torch_threads", "device", "cache_dir", "res
 def fit_fingerprint(cfg: DictConfig) -> dict:
     """The configuration a training state must match to be resumed (everything but runtime settings)."""
     plain = {k: v for k, v in _plain(cfg).items() if k not in RUNTIME_KEYS}
+    plain["model"] = {k: v for k, v in plain["model"].items() if k != "cli"}  # which functions run it, not the fit
     # sweep and member_epochs determine only a shared-sweep fit (a training state written before they existed
     # still resumes an independent one)
     drop = ("checkpoint_every",) + (() if plain["inference"].get("sweep") == "shared" else ("sweep", "member_epochs"))
@@ -211,7 +212,7 @@ def latent_base_key(cfg: DictConfig) -> str:
     inference = cfg.inference
     spec = {
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download")},
-        "model": {k: v for k, v in _plain(cfg.model).items() if k != "image"},
+        "model": {k: v for k, v in _plain(cfg.model).items() if k not in ("image", "cli")},  # cli: how, not what
         "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "kind": "latent_response_base",

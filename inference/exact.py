@@ -28,6 +28,13 @@ downstream). One call evaluates the whole |T| × |O| table as a plate of |T|·|O
 distinct rows with counts w (:func:`compress`); a sum over datapoints becomes Σ_rows w · (…), so the cost does not
 grow with N.
 
+**The outcome enumerated too.** With an outcome o of |O| values, the rows can instead be the distinct values of
+the *other* sites with a count matrix w[r, j] (:func:`compress_outcome`), and o enumerated like a latent
+(:func:`enumerate_outcome`): one pass gives J for every (row, j) at once. The result is the same (tested);
+the largest tensors shrink by up to |O| (p(o | ·) is normalised once per row, not once per (row, j)), which is
+what a family of many members side by side pays for at every step. The interventional table is done the same
+way (``interventional_table(..., enumerate_outcome=True)``: a plate of |T| rows instead of |T|·|O|).
+
 Everything is differentiable in the diagram's parameters. Diagrams with continuous latents (a guide) are scored
 by :func:`~cauvade_pyro.inference.loglik.iwae_loglik` instead; sites drawn from their prior here (continuous,
 unobserved) are left out of J, which is exact when they are descendants of the outcome only.
@@ -57,7 +64,10 @@ from pyro.infer import config_enumerate
 
 from cauvade_pyro.models.primitives import is_confounder
 
-__all__ = ["Enumerated", "compress", "enumerate_data", "interventional_table", "mean_loglik"]
+__all__ = [
+    "Enumerated", "compress", "compress_outcome", "enumerate_data", "enumerate_outcome", "interventional_table",
+    "mean_loglik",
+]
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,31 @@ def compress(data: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     unique, counts = torch.unique(stacked, dim=0, return_counts=True)
     rows = {name: unique[:, i].to(values[i].dtype) for i, name in enumerate(names)}
     return rows, counts.to(torch.get_default_dtype())
+
+
+def compress_outcome(
+    data: Mapping[str, torch.Tensor], outcome: str, num_outcome: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+    """The distinct rows of every site but ``outcome``, and the count of each (row, outcome value): (R, |O|).
+
+    None when some site is not a label vector (as :func:`compress`) or the outcome is not in ``data``.
+
+    >>> rows, counts = compress_outcome({"x": torch.tensor([0, 1, 0, 0]), "y": torch.tensor([1, 0, 1, 0])}, "y", 2)
+    >>> rows["x"].tolist(), counts.tolist()
+    ([0, 1], [[1.0, 2.0], [1.0, 0.0]])
+    """
+    if outcome not in data or len(data) < 2 or compress(data) is None:
+        return None
+    others = {name: value for name, value in data.items() if name != outcome}
+    stacked = torch.stack([torch.as_tensor(v).long() for v in others.values()], dim=1)
+    unique, index = torch.unique(stacked, dim=0, return_inverse=True)
+    labels = torch.as_tensor(data[outcome]).long()
+    if bool((labels < 0).any()) or bool((labels >= num_outcome).any()):
+        return None
+    counts = torch.zeros(len(unique), num_outcome, dtype=torch.get_default_dtype())
+    counts.index_put_((index, labels), torch.ones(len(labels), dtype=counts.dtype), accumulate=True)
+    rows = {name: unique[:, i].to(value.dtype) for i, (name, value) in enumerate(others.items())}
+    return rows, counts
 
 
 def _enumerated_trace(model: Callable, data: Mapping[str, torch.Tensor], max_plate_nesting: int):
@@ -157,6 +192,53 @@ def enumerate_data(model: Callable, data: Mapping[str, torch.Tensor], max_plate_
     return Enumerated(loglik, entropy, confounders)
 
 
+def _outcome_dim(trace, outcome: str) -> int:
+    site = trace.nodes.get(outcome)
+    dim = None if site is None or site["type"] != "sample" else site["infer"].get("_enumerate_dim")
+    if dim is None:
+        raise ValueError(f"the outcome {outcome!r} was not enumerated (it must be a discrete site the rows leave out)")
+    return dim
+
+
+def enumerate_outcome(
+    model: Callable, rows: Mapping[str, torch.Tensor], outcome: str, max_plate_nesting: int = 1
+) -> Enumerated:
+    """:func:`enumerate_data` for every value j of ``outcome`` at once (module docstring).
+
+    ``rows`` holds every observed site but the outcome; the outcome is enumerated. ``loglik`` and ``entropy`` of
+    the result have shape (R, |O|): entry (r, j) is log p(row r, outcome = j) and Σ_c H[p(c | row r, outcome = j)].
+
+    >>> import pyro.distributions as dist, pyro
+    >>> from cauvade_pyro.models import confounder
+    >>> def model(data=None, num_samples=None):
+    ...     with pyro.plate("data", len(data["z"])):
+    ...         c = confounder("c", torch.zeros(2))
+    ...         pyro.sample("z", dist.Categorical(torch.tensor([[0.5, 0.5], [0.5, 0.5]])[c]), obs=data["z"])
+    ...         pyro.sample("x", dist.Bernoulli(torch.tensor([0.2, 0.6])[c]), obs=data.get("x"))
+    >>> out = enumerate_outcome(model, {"z": torch.tensor([0])}, "x")
+    >>> [round(v, 4) for v in out.loglik.exp()[0].tolist()]   # p(z=0) · (0.6, 0.4)
+    [0.3, 0.2]
+    """
+    num_rows = len(next(iter(rows.values())))
+    trace = _enumerated_trace(model, rows, max_plate_nesting)
+    outcome_dim = _outcome_dim(trace, outcome)
+    joint, enum_dims = _joint(trace, (), num_rows)
+    dims = sorted({d for d in enum_dims.values()})
+    joint = joint.expand(torch.broadcast_shapes(joint.shape, (1,) * (-min(dims) - 1) + (num_rows,)))
+    others = [d for d in dims if d != outcome_dim]
+    log_evidence = joint.logsumexp(others, keepdim=True) if others else joint
+    to_rows = lambda t: t.reshape(-1, num_rows).transpose(0, 1)  # noqa: E731 - only the outcome dim is left > 1
+    confounders = tuple(name for name in enum_dims if is_confounder(trace.nodes[name]))
+    log_post = joint - log_evidence
+    entropy = torch.zeros_like(log_evidence)
+    for name in confounders:
+        rest = [d for d in dims if d not in (enum_dims[name], outcome_dim)]
+        log_marginal = log_post.logsumexp(rest, keepdim=True) if rest else log_post
+        clamped = log_marginal.clamp(min=torch.finfo(log_marginal.dtype).min)
+        entropy = entropy - (clamped * log_marginal.exp()).sum(enum_dims[name], keepdim=True)
+    return Enumerated(to_rows(log_evidence), to_rows(entropy.expand_as(log_evidence)), confounders)
+
+
 def mean_loglik(model: Callable, data: Mapping[str, torch.Tensor], max_plate_nesting: int = 1) -> float:
     """Exact mean log p(o_n) in nats per datapoint (repeated label rows are scored once, with their count)."""
     compressed = compress(data)
@@ -177,13 +259,19 @@ def interventional_table(
     *,
     evidence: Mapping[str, torch.Tensor] | None = None,
     max_plate_nesting: int = 1,
+    enumerate_outcome: bool = False,
 ) -> torch.Tensor:
     """P(outcome = j | do(treatment = i)) as a differentiable (num_treatment, num_outcome) table.
 
     Truncated factorisation (module docstring): the program runs once on a plate of all (i, j) pairs with both
     sites observed, every other discrete latent enumerated, and the treatment's own factor dropped. Other
-    observed sites of the diagram are marginalised like latents when they are discrete.
+    observed sites of the diagram are marginalised like latents when they are discrete. ``enumerate_outcome``:
+    a plate of the |T| treatment values with the outcome enumerated instead (the same table, smaller tensors;
+    the diagram must then size its plate without reading the outcome from ``data``).
     """
+    if enumerate_outcome:
+        return _interventional_table_enumerated(model, treatment, num_treatment, outcome, num_outcome, evidence,
+                                                max_plate_nesting)
     treat = torch.arange(num_treatment).repeat_interleave(num_outcome)
     out = torch.arange(num_outcome).repeat(num_treatment)
     data = {treatment: treat, outcome: out}
@@ -202,3 +290,25 @@ def interventional_table(
         joint = joint.logsumexp(dims)
     log_table = joint.reshape(num_treatment, num_outcome)
     return log_table.exp()
+
+
+def _interventional_table_enumerated(model, treatment, num_treatment, outcome, num_outcome, evidence,
+                                     max_plate_nesting) -> torch.Tensor:
+    data = {treatment: torch.arange(num_treatment)}
+    if evidence:
+        data.update(evidence)
+    trace = _enumerated_trace(model, data, max_plate_nesting)
+    if treatment not in trace.nodes or trace.nodes[treatment]["type"] != "sample":
+        sites = sorted(n for n, s in trace.nodes.items() if s["type"] == "sample")
+        raise ValueError(f"the diagram has no sample site {treatment!r}; its sites are {sites}")
+    outcome_dim = _outcome_dim(trace, outcome)
+    joint, enum_dims = _joint(trace, (treatment,), num_treatment)
+    dims = sorted({d for d in enum_dims.values()})
+    joint = joint.expand(torch.broadcast_shapes(joint.shape, (1,) * (-min(dims) - 1) + (num_treatment,)))
+    others = [d for d in dims if d != outcome_dim]
+    if others:
+        joint = joint.logsumexp(others, keepdim=True)
+    table = joint.reshape(-1, num_treatment).transpose(0, 1)
+    if table.shape != (num_treatment, num_outcome):
+        raise ValueError(f"the outcome {outcome!r} has {table.shape[1]} values, expected {num_outcome}")
+    return table.exp()

@@ -39,7 +39,9 @@ dropped; the family counts both.
    cell at once.
 
 Duplicates (a Q table within ``duplicate_atol`` of an accepted member's) are dropped and replaced by a fresh
-random direction, up to ``refills`` times.
+random direction, up to ``refills`` times. A refill joins only inside the band [best, best + τ] the other members
+were accepted in: one that would fit the held-out rows better than all of them is not added (it would move the
+band and push out the extreme members accepted against it); ``dropped["refill_better"]`` counts those.
 
 >>> import torch, pyro, pyro.distributions as dist
 >>> from cauvade_pyro.models import confounder
@@ -76,7 +78,7 @@ from tqdm.auto import tqdm
 from cauvade_pyro.models.checks import check_data
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .exact import compress, enumerate_data, interventional_table
+from .exact import compress, compress_outcome, enumerate_data, enumerate_outcome, interventional_table
 
 __all__ = ["Family", "Member", "fit_family"]
 
@@ -258,6 +260,11 @@ class _Engine:
         self.diagram, self.treatment, self.outcome, self.cards = diagram, treatment, outcome, cards
         self.max_plate_nesting = max_plate_nesting
         self.train, self.heldout = self._weighted(train), self._weighted(heldout)
+        # The same numbers with the outcome enumerated (exact.enumerate_outcome: tensors up to |O| times smaller),
+        # used only where the diagram allows it and agrees with the row-by-row path (choose_path).
+        by_outcome = [compress_outcome(part, outcome, cards[1]) for part in (train, heldout)]
+        self.by_outcome = None if None in by_outcome else dict(zip(("train", "heldout"), by_outcome))
+        self.use_by_outcome = False
         store = pyro.get_param_store()
         self.module = _owner_module(diagram)
         paths = {id(value): path for path, value in self.module.named_parameters()} if self.module else {}
@@ -295,18 +302,41 @@ class _Engine:
             data={name: transform_to(constraint)(values[name]) for name, constraint in self.constraints.items()}))
         return stack
 
-    def one(self, values: Mapping[str, torch.Tensor], which: str = "train"):
+    def one(self, values: Mapping[str, torch.Tensor], which: str = "train", by_outcome: bool | None = None):
         """(mean NLL, mean posterior entropy, P(o | do(t))) of one parameter setting."""
-        rows, weights = self.train if which == "train" else self.heldout
+        by_outcome = self.use_by_outcome if by_outcome is None else by_outcome
+        rows, weights = (self.by_outcome if by_outcome else {"train": self.train, "heldout": self.heldout})[which]
         with self._bound(values), warnings.catch_warnings():
             # pyro.module warns about the swapped-in tensors, which carry no requires_grad flag of their own
             warnings.filterwarnings("ignore", message=".*was not registered in the param store")
-            out = enumerate_data(self.diagram, rows, self.max_plate_nesting)
+            if by_outcome:
+                out = enumerate_outcome(self.diagram, rows, self.outcome, self.max_plate_nesting)
+            else:
+                out = enumerate_data(self.diagram, rows, self.max_plate_nesting)
             table = interventional_table(self.diagram, self.treatment, self.cards[0], self.outcome, self.cards[1],
-                                         max_plate_nesting=self.max_plate_nesting)
+                                         max_plate_nesting=self.max_plate_nesting, enumerate_outcome=by_outcome)
         weights = weights.to(out.loglik)
+        empty = weights == 0  # (row, outcome) pairs the data never show: masked before the product (no 0 · −inf)
         total = weights.sum()
-        return -(weights * out.loglik).sum() / total, (weights * out.entropy).sum() / total, table
+        loglik, entropy = out.loglik.masked_fill(empty, 0.0), out.entropy.masked_fill(empty, 0.0)
+        return -(weights * loglik).sum() / total, (weights * entropy).sum() / total, table
+
+    def choose_path(self, values: Mapping[str, torch.Tensor], rtol: float = 1e-4) -> bool:
+        """Use the outcome-enumerated path if the diagram runs with the outcome left out of its data and gives the
+        row-by-row path's fit, entropy and table at ``values`` (else keep the row-by-row path). Returns the choice."""
+        self.use_by_outcome = False
+        if self.by_outcome is None:
+            return False
+        with torch.no_grad():
+            try:
+                for which in ("train", "heldout"):
+                    rows_path, outcome_path = self.one(values, which, False), self.one(values, which, True)
+                    if not all(torch.allclose(a, b, rtol=rtol, atol=1e-6) for a, b in zip(rows_path, outcome_path)):
+                        return False
+            except Exception:  # noqa: BLE001 - e.g. a diagram that reads data["y"]: the row-by-row path serves it
+                return False
+        self.use_by_outcome = True
+        return True
 
     def stack(self, values: Mapping[str, torch.Tensor], which: str = "train"):
         """``one`` for every member of a stack (leading dim M of every tensor in ``values``)."""
@@ -515,6 +545,9 @@ def fit_family(
                 f"the diagram reads data[{error.args[0]!r}] while P({outcome} | do({treatment})) is computed with only "
                 f"{treatment!r} and {outcome!r} given: read every other site with data.get(...) so that it can be "
                 "summed out") from None
+    # checked at a random point, not at the initial values alone (often symmetric, where a mix-up could hide)
+    probe = torch.Generator().manual_seed(7_919 + seed)
+    engine.choose_path({name: value + torch.randn(value.shape, generator=probe) for name, value in initial.items()})
     tol = _train_tolerance(tau, engine) if train_tolerance is None else float(train_tolerance)
     bar = tqdm(total=steps + member_steps, desc="family", unit="step", disable=not progress, leave=False)
 
@@ -613,7 +646,7 @@ def fit_family(
                 train_nll[i], entropy[i], tables[i], held_nll[i] = sub_train[k], sub_entropy[k], sub_tables[k], sub_held[k]
         repaired = set(outside)
         best_held = float(held_nll.min())  # a repaired member may now fit the held-out rows best
-    dropped = {"fit": 0, "duplicate": 0}
+    dropped = {"fit": 0, "duplicate": 0, "refill_better": 0}
     accepted: list[Member] = []
     paths = {name: prefix + path for name, path in engine.module_paths.items()}
 
@@ -643,6 +676,11 @@ def fit_family(
             f_train, f_entropy, f_tables = engine.stack(fresh)
             f_held = engine.stack(fresh, "heldout")[0]
         for i, spec in enumerate(refill_specs):
+            if float(f_held[i]) < best_held:
+                # a refill joins inside the band [best, best + τ] the others were accepted in; one that would fit
+                # better would move the band and push out members accepted against it (the extreme ones)
+                dropped["refill_better"] += 1
+                continue
             consider(spec, unstack(fresh, i), float(f_train[i]), float(f_held[i]), float(f_entropy[i]), f_tables[i],
                      float(fresh_gammas[i]), False)
     bar.close()

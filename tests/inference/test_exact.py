@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from cauvade_pyro.inference.counts import cell_posterior_entropy
-from cauvade_pyro.inference.exact import compress, enumerate_data, interventional_table, mean_loglik
+from cauvade_pyro.inference.exact import (
+    compress, compress_outcome, enumerate_data, enumerate_outcome, interventional_table, mean_loglik,
+)
 from cauvade_pyro.models import AttributeMixture, TabularDiagram
 
 
@@ -83,3 +85,41 @@ def test_unknown_site_is_one_line():
     mixture = AttributeMixture(2, 2, 2)
     with pytest.raises(ValueError, match="no sample site 'shape'"):
         interventional_table(mixture.model, "shape", 2, "y", 2)
+
+
+def _diagrams():
+    mixture = AttributeMixture(4, 3, 5, y_given_xc="table")
+    mixture.reset_parameters(torch.Generator().manual_seed(4))
+    two = TabularDiagram({"x": 2, "w": 3, "y": 3}, {"y": ["x", "w"]}, {"c1": (2, ["x", "y"]), "c2": (3, ["w", "y"])})
+    iv = TabularDiagram({"z": 2, "x": 3, "y": 4}, {"x": ["z"], "y": ["x"]}, {"c": (3, ["x", "y"])})
+    front = TabularDiagram({"x": 2, "m": 3, "y": 2}, {"m": ["x"], "y": ["m"]}, {"c": (2, ["x", "y"])})
+    for seed, diagram in enumerate((two, iv, front)):
+        _randomise(diagram, 10 + seed)
+    return {"mixture": (mixture.model, {"x": 3}, 5), "two confounders": (two.model, {"x": 2, "w": 3}, 3),
+            "instrument": (iv.model, {"z": 2, "x": 3}, 4), "front door": (front.model, {"x": 2, "m": 3}, 2)}
+
+
+@pytest.mark.parametrize("name", list(_diagrams()))
+def test_enumerating_the_outcome_gives_every_row_path_number(name):
+    model, others, num_y = _diagrams()[name]
+    rows = list(itertools.product(*(range(n) for n in others.values())))
+    by_outcome = enumerate_outcome(model, {k: torch.tensor([r[i] for r in rows]) for i, k in enumerate(others)}, "y")
+    assert by_outcome.loglik.shape == by_outcome.entropy.shape == (len(rows), num_y)
+    every = [(*r, j) for r in rows for j in range(num_y)]  # the row path on every (row, outcome) pair
+    data = {k: torch.tensor([r[i] for r in every]) for i, k in enumerate([*others, "y"])}
+    row_path = enumerate_data(model, data)
+    assert torch.allclose(by_outcome.loglik.reshape(-1), row_path.loglik, atol=1e-5)
+    assert torch.allclose(by_outcome.entropy.reshape(-1), row_path.entropy, atol=1e-5)
+    treatment = "x"
+    num_t = others[treatment]
+    assert torch.allclose(interventional_table(model, treatment, num_t, "y", num_y, enumerate_outcome=True),
+                          interventional_table(model, treatment, num_t, "y", num_y), atol=1e-6)
+
+
+def test_outcome_counts_match_the_rows():
+    x, y = torch.randint(0, 3, (300,)), torch.randint(0, 4, (300,))
+    rows, counts = compress_outcome({"x": x, "y": y}, "y", 4)
+    for r, value in enumerate(rows["x"].tolist()):
+        assert counts[r].tolist() == [float(((x == value) & (y == j)).sum()) for j in range(4)]
+    assert compress_outcome({"x": x, "y": y}, "y", 3) is None  # a label beyond the outcome's values: no shortcut
+    assert compress_outcome({"x": x}, "y", 4) is None
