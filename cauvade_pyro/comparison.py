@@ -7,12 +7,22 @@ from :mod:`cauvade_pyro.inference.loglik` (``(draws, observations)``, one variab
 ArviZ versions: 0.2x (what Python 3.11 gets) builds ``InferenceData`` from keyword groups; 1.x (Python ≥ 3.12)
 builds an xarray ``DataTree`` from one dict of groups. :func:`_from_log_likelihood` is the only place that
 knows the difference. :func:`compare_table` runs ``az.compare`` and returns the same tidy columns whatever the
-version names them or whichever scale it reports on.
+version names them or whichever scale it reports on (0.2x: ``elpd_loo``, ``warning``, a ``scale`` column; 1.x:
+``elpd``, ``diag_elpd``, always log scale, rounded unless asked not to be). :func:`pareto_k` reads the pointwise
+Pareto k̂ of one member's PSIS-LOO (the same attribute in both versions). Checked on ArviZ 0.23.4 (Python 3.11)
+and 1.3.0 (Python 3.12).
 
-Fitted members are point estimates: their draws repeat one value, so PSIS has nothing to reweight and ArviZ
-flags every Pareto k̂. On *held-out* data that is harmless: the elpd is then exactly the held-out log
-predictive density Σ_n log p(x_n, y_n), and its standard errors come from the spread over observations.
-:func:`compare_table` marks such rows ``point_estimate`` and silences the k̂ warning for them.
+**Genuine draws.** A member given as posterior draws (e.g. :meth:`cauvade_pyro.bayes_bounds.DiagramPosterior.
+to_inference_data`, a γ-member sampled by NUTS with its γ-entropy term as a log-prior factor) gets a real PSIS-LOO
+with meaningful k̂: ``notebooks/gamma_family_comparison.ipynb`` and ``notebooks/bounds_any_diagram.ipynb``
+compare members that way.
+
+**Point estimates, labelled as such.** A fitted member that is a point estimate has draws that repeat one value
+(:func:`to_inference_data` repeats it up to ``MIN_DRAWS``). PSIS has nothing to reweight there: ArviZ 0.2x returns
+the plain log-likelihoods with k̂ = inf, ArviZ 1.x refuses to smooth a constant tail. :func:`compare_table`
+therefore never sends a point estimate through PSIS: it marks such rows ``point_estimate`` and scores them by their
+log-likelihoods as they are. On *held-out* data that is the held-out log predictive density Σ_n log p(x_n, y_n),
+with standard errors from the spread over observations.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -30,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["arviz_major", "compare_table", "log_likelihood_arrays", "to_inference_data"]
+__all__ = ["arviz_major", "compare_table", "log_likelihood_arrays", "pareto_k", "to_inference_data"]
 
-#: ArviZ needs at least this many draws to run PSIS; a single point estimate is repeated up to it.
+#: A point estimate is repeated up to this many draws so that ArviZ accepts the object (it is never sent
+#: through PSIS by :func:`compare_table`; see the module docstring).
 MIN_DRAWS = 4
 
 
@@ -114,11 +125,87 @@ def _is_point_estimate(idata) -> bool:
     return all(np.ptp(values, axis=(0, 1)).max() == 0 for values in log_likelihood_arrays(idata).values())
 
 
+def _loo(idata, var_name: str | None):
+    """``az.loo(idata, pointwise=True)``, its k̂ warning silenced (callers report k̂ themselves)."""
+    az = _arviz()
+    kwargs = {"var_name": var_name} if var_name is not None else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Pp]areto.*")
+        warnings.filterwarnings("ignore", message=".*shape parameter.*")
+        return az.loo(idata, pointwise=True, **kwargs)
+
+
+def pareto_k(idata, var_name: str | None = None) -> np.ndarray:
+    """Pointwise Pareto k̂ of one member's PSIS-LOO (``az.loo(..., pointwise=True)``), flat float array.
+
+    k̂ < 0.7 is where PSIS is reliable (with S < 2200 draws ArviZ flags from min(1 − 1/log10 S, 0.7)). A point
+    estimate has no spread to reweight: its k̂ is meaningless (ArviZ reports it as large or undefined).
+    """
+    loo = _loo(idata, var_name)
+    return np.asarray(loo.pareto_k, dtype=np.float64).ravel()
+
+
+def _flag(value) -> bool:
+    """A warning cell as a bool: True/False (0.2x) or a diagnostic string, empty when all is well (1.x)."""
+    import pandas as pd
+
+    return False if pd.isna(value) else bool(value)
+
+
 def _pick(columns, *candidates):
     for name in candidates:
         if name in columns:
             return name
     raise KeyError(f"none of {candidates} in az.compare's columns {list(columns)}")
+
+
+def _pointwise_elpd(idata, var_name: str | None) -> tuple[np.ndarray, float, bool]:
+    """(elpd_i, p, warning) of one member: PSIS-LOO on genuine draws, the log-likelihood itself for a point estimate.
+
+    A point estimate's draws repeat one value; PSIS-LOO would return exactly these log-likelihoods (ArviZ 0.2x
+    does, with k̂ = inf), and ArviZ 1.x refuses them ("all tail values are the same"), so they are used as they are.
+    """
+    arrays = log_likelihood_arrays(idata)
+    if var_name is None and len(arrays) != 1:
+        raise ValueError(f"several log-likelihood terms {sorted(arrays)}: name one with var_name=")
+    values = arrays[var_name] if var_name is not None else next(iter(arrays.values()))
+    if _is_point_estimate(idata):
+        return values[0, 0].reshape(-1), 0.0, False
+    loo = _loo(idata, var_name)
+    elpd_i = getattr(loo, "elpd_i", None)  # 1.x attribute; 0.2x: the Series label loo_i
+    elpd_i = loo["loo_i"] if elpd_i is None else elpd_i
+    p_loo = getattr(loo, "p", None)
+    p_loo = loo["p_loo"] if p_loo is None else p_loo
+    k_hat = np.asarray(loo.pareto_k, dtype=np.float64).ravel()
+    return np.asarray(elpd_i, dtype=np.float64).ravel(), float(p_loo), bool((k_hat >= 0.7).any())
+
+
+def _direct_table(idatas: Mapping[str, Any], point: Mapping[str, bool], var_name: str | None):
+    """The comparison table from pointwise elpds, without ``az.compare`` (used when a point estimate is compared)."""
+    import pandas as pd
+
+    parts = {name: _pointwise_elpd(idata, var_name) for name, idata in idatas.items()}
+    sizes = {len(elpd_i) for elpd_i, _, _ in parts.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every member needs the same observations to be compared, got sizes {sorted(sizes)}")
+    elpd = pd.Series({name: float(elpd_i.sum()) for name, (elpd_i, _, _) in parts.items()})
+    best = elpd.idxmax()
+    n = sizes.pop()
+    se = pd.Series({name: float(np.sqrt(n * np.var(elpd_i))) for name, (elpd_i, _, _) in parts.items()})
+    dse = pd.Series({name: float(np.sqrt(n * np.var(elpd_i - parts[best][0]))) for name, (elpd_i, _, _) in parts.items()})
+    return pd.DataFrame(
+        {
+            "rank": elpd.rank(ascending=False, method="first").astype(int) - 1,
+            "elpd": elpd,
+            "se": se,
+            "elpd_diff": elpd.max() - elpd,
+            "dse": dse,
+            "p": pd.Series({name: part[1] for name, part in parts.items()}),
+            "weight": np.nan,
+            "warning": pd.Series({name: part[2] for name, part in parts.items()}),
+            "point_estimate": pd.Series(point),
+        }
+    )
 
 
 def compare_table(members: Mapping[str, Any], ic: str = "loo", var_name: str | None = None):
@@ -128,6 +215,13 @@ def compare_table(members: Mapping[str, Any], ic: str = "loo", var_name: str | N
     ``dse`` (standard error of that difference), ``p`` (effective parameters), ``weight``, ``warning``,
     ``point_estimate`` and ``diff_over_dse`` (how many standard errors separate a member from the best).
     ``members`` holds ArviZ objects or anything :func:`to_inference_data` accepts.
+
+    Where every member has genuine draws this is ``az.compare`` (PSIS-LOO, stacking weights; ``warning`` is
+    ArviZ's high-k̂ flag). Where any member is a point estimate (``point_estimate`` True) the table is built from
+    the pointwise values directly, the same way in every ArviZ version: a point estimate's elpd is the plain sum of
+    its (held-out) log-likelihoods, a posterior's its PSIS-LOO; se and dse are √n × the standard deviation of the
+    pointwise values and of their differences to the best member, as ArviZ computes them; ``weight`` is NaN (no
+    stacking) and ``warning`` is True where a posterior member has a k̂ ≥ 0.7; ``ic`` must be ``"loo"``.
     """
     import pandas as pd
 
@@ -136,19 +230,37 @@ def compare_table(members: Mapping[str, Any], ic: str = "loo", var_name: str | N
     if any(value is None for value in idatas.values()):
         idatas = to_inference_data(members)
     point = {name: _is_point_estimate(idata) for name, idata in idatas.items()}
+    if any(point.values()):
+        if ic != "loo":
+            raise ValueError(f"ic={ic!r}: a comparison that holds point estimates is on held-out log-likelihoods (loo)")
+        table = _direct_table(idatas, point, var_name).sort_values("rank")
+        raw = None
+    else:
+        table, raw = _arviz_table(az, idatas, point, ic, var_name)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["diff_over_dse"] = np.where(table["dse"] > 0, table["elpd_diff"] / table["dse"], 0.0)
+    table.attrs["arviz_version"] = az.__version__
+    table.attrs["ic"] = ic
+    table.attrs["raw"] = raw
+    return table
+
+
+def _arviz_table(az, idatas, point, ic: str, var_name: str | None):
+    """``az.compare`` on members with genuine draws, its columns renamed to the tidy ones (either version)."""
+    import pandas as pd
+
     kwargs: dict[str, Any] = {}
     if var_name is not None:
         kwargs["var_name"] = var_name
     with warnings.catch_warnings():
         # stacking weights over-/underflow when elpds differ by thousands of nats (e.g. with the image term)
         warnings.filterwarnings("ignore", category=RuntimeWarning, module="arviz")
-        if all(point.values()):
-            warnings.filterwarnings("ignore", message=".*[Pp]areto.*")
-            warnings.filterwarnings("ignore", message=".*shape parameter.*")
         try:
             raw = az.compare(idatas, ic=ic, scale="log", **kwargs)
-        except TypeError:  # a version without ``ic=`` / ``scale=``
-            raw = az.compare(idatas, **kwargs)
+        except TypeError:  # a version without ``ic=`` / ``scale=`` (1.x): PSIS-LOO only, log scale, unrounded
+            if ic != "loo":
+                raise ValueError(f"ic={ic!r}: this ArviZ ({az.__version__}) compares by PSIS-LOO only") from None
+            raw = az.compare(idatas, round_to="none", **kwargs)
     cols = raw.columns
     elpd_col = _pick(cols, "elpd", f"elpd_{ic}", "elpd_loo", "elpd_waic", ic, "loo", "waic")
     scale = str(raw["scale"].iloc[0]) if "scale" in cols else "log"
@@ -166,13 +278,8 @@ def compare_table(members: Mapping[str, Any], ic: str = "loo", var_name: str | N
             "dse": dse,
             "p": raw[_pick(cols, "p", f"p_{ic}", "p_loo", "p_waic")].astype(float),
             "weight": raw[_pick(cols, "weight")].astype(float),
-            "warning": raw[_pick(cols, "warning")].astype(bool),
+            "warning": raw[_pick(cols, "warning", "diag_elpd")].map(_flag).astype(bool),
             "point_estimate": pd.Series(point),
         }
     ).sort_values("rank")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table["diff_over_dse"] = np.where(table["dse"] > 0, table["elpd_diff"] / table["dse"], 0.0)
-    table.attrs["arviz_version"] = az.__version__
-    table.attrs["ic"] = ic
-    table.attrs["raw"] = raw
-    return table
+    return table, raw
