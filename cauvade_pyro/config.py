@@ -101,6 +101,9 @@ def check_family_options(cfg: DictConfig) -> None:
             raise ConfigError(f"{family}.{key} must be an integer >= {low}, got {value}")
     if not number(cfg, f"{family}.lr") > 0:
         raise ConfigError(f"{family}.lr must be > 0, got {cfg.inference.family.lr}")
+    gammas = cfg.inference.family.get("gammas", [])
+    if not all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in gammas):
+        raise ConfigError(f"{family}.gammas must be finite numbers, got {list(gammas)}")
     targets = cfg.inference.family.entropy_targets
     if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in targets):
         raise ConfigError(f"{family}.entropy_targets must be fractions in [0, 1], got {list(targets)}")

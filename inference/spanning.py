@@ -38,6 +38,10 @@ dropped; the family counts both.
    :math:`\{P(t, ·) + (1 − P(t))\, q\}` over the simplex of q, so the vertices reach both sharp bounds of every
    cell at once.
 
+4. *Fixed γ, on request* (``gammas``): from every restart, minimise the paper's loss ℓ̄ + γ H̄ with no
+   tolerance in training (what a γ-member of the paper is); the acceptance below then keeps only those within τ,
+   so a γ that buys sharp clusters with a worse fit is dropped and counted, never silently kept.
+
 Duplicates (a Q table within ``duplicate_atol`` of an accepted member's) are dropped and replaced by a fresh
 random direction, up to ``refills`` times. A refill joins only inside the band [best, best + τ] the other members
 were accepted in: one that would fit the held-out rows better than all of them is not added (it would move the
@@ -379,11 +383,11 @@ def _schedule(share: float, low: float, high: float) -> float:
 
 def _optimise(engine: _Engine, start: Mapping[str, torch.Tensor], *, steps: int, lr: float,
               nll_weight: torch.Tensor, entropy_target: torch.Tensor, entropy_weight: torch.Tensor,
-              directions: torch.Tensor, best: float | None, tolerance: float,
+              directions: torch.Tensor, best: float | None, tolerance: float, entropy_linear: torch.Tensor | None = None,
               penalty: tuple[float, float] = (1e2, 1e6), mu: float = 1.0, bar=None) -> dict[str, torch.Tensor]:
     """Minimise, for every member m of the stack at once (each depends on its own θ_m only),
 
-        w_m ℓ̄ + a_m (μ/2)(H̄ − h_m)² − ⟨d_m, Q⟩ + ρ relu(ℓ̄ − ℓ̄* − tol)²
+        w_m ℓ̄ + γ_m H̄ + a_m (μ/2)(H̄ − h_m)² − ⟨d_m, Q⟩ + ρ relu(ℓ̄ − ℓ̄* − tol)²
 
     with ρ raised geometrically from ``penalty[0]`` to ``penalty[1]`` and Adam's rate decayed 100-fold (no
     penalty when ``best`` is None: then the rate drops tenfold for the last quarter); then descend on ℓ̄ alone
@@ -397,6 +401,8 @@ def _optimise(engine: _Engine, start: Mapping[str, torch.Tensor], *, steps: int,
             group["lr"] = lr * (0.01**share if best is not None else (0.1 if share >= 0.75 else 1.0))
         nll, entropy, table = engine.stack(params)
         loss = nll_weight * nll + entropy_weight * 0.5 * mu * (entropy - entropy_target) ** 2
+        if entropy_linear is not None:
+            loss = loss + entropy_linear * entropy
         loss = loss - (directions * table).sum((-2, -1))
         if best is not None:
             loss = loss + _schedule(share, *penalty) * torch.relu(nll - best - tolerance) ** 2
@@ -464,6 +470,7 @@ def fit_family(
     random_directions: int = 4,
     cells: bool = False,
     functionals: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    gammas: Sequence[float] = (),
     steps: int = 600,
     member_steps: int = 300,
     lr: float = 0.1,
@@ -485,7 +492,9 @@ def fit_family(
     Directed members on top of the default family: ``cells=True`` adds, for every cell (t, o), the member that
     maximises and the one that minimises P(o | do(t)); ``functionals`` maps a name to any differentiable
     f(Q) of the (|T|, |O|) table (an average causal effect, an expectation) and adds its max and min member.
-    All members of a phase are fitted side by side (``torch.func.vmap``), not one after another.
+    All members of a phase are fitted side by side (``torch.func.vmap``), not one after another. ``gammas`` adds,
+    from every restart, the member minimising the paper's ℓ̄ + γ H̄ at each γ (kind ``"gamma"``), kept only
+    within τ like every other member.
 
     The diagram's parameters live in Pyro's param store; the store is cleared first, and each member keeps its
     own copy (members never overwrite one another). Returns a :class:`Family`.
@@ -499,6 +508,8 @@ def fit_family(
         raise ValueError(f"restarts: must be >= 1, got {restarts}")
     if any(not 0.0 <= f <= 1.0 for f in entropy_targets):
         raise ValueError(f"entropy_targets: fractions of the maximum entropy in [0, 1], got {list(entropy_targets)}")
+    if any(not math.isfinite(float(g)) for g in gammas):
+        raise ValueError(f"gammas: must be finite numbers, got {list(gammas)}")
     if steps < 1 or member_steps < 1:
         raise ValueError(f"steps and member_steps: must be >= 1, got {steps} and {member_steps}")
     # A diagram whose objective splits (the built-in one: log p(x, y) + log p(image | x, y), one image model for
@@ -549,7 +560,7 @@ def fit_family(
     probe = torch.Generator().manual_seed(7_919 + seed)
     engine.choose_path({name: value + torch.randn(value.shape, generator=probe) for name, value in initial.items()})
     tol = _train_tolerance(tau, engine) if train_tolerance is None else float(train_tolerance)
-    bar = tqdm(total=steps + member_steps, desc="family", unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=steps + member_steps * (2 if gammas else 1), desc="family", unit="step", disable=not progress, leave=False)
 
     def stacked(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {name: torch.stack([state[name] for state in states]) for name in initial}
@@ -564,7 +575,8 @@ def fit_family(
         directions = torch.stack([spec.get("direction", torch.zeros(cards)) for spec in specs])
         return _optimise(engine, stacked(starts), steps=run_steps, lr=lr, nll_weight=field_of("nll_weight", 0.0),
                          entropy_target=field_of("entropy_target", 0.0), entropy_weight=field_of("entropy_weight", 0.0),
-                         directions=directions, best=best, tolerance=tolerance, bar=bar)
+                         entropy_linear=field_of("gamma", 0.0), directions=directions, best=best, tolerance=tolerance,
+                         bar=bar)
 
     # 1. restarts: plain maximum likelihood (γ = 0) from random initial values
     generator = torch.Generator()
@@ -613,7 +625,12 @@ def fit_family(
                     direction_spec(weights, "cell", f"{word} P({outcome}={o} | do({treatment}={t}))")
     bar.set_postfix(phase=f"{len(specs)} members")
     members_params = run(specs, member_starts, best_train, member_steps, tol)
-    functional_members = []
+    # the paper's fixed-γ members: its loss alone, no tolerance in training (the acceptance below applies τ)
+    gamma_specs = [{"kind": "gamma", "label": f"γ={float(g):g} from restart {i}", "seed": seed + i,
+                    "nll_weight": 1.0, "gamma": float(g)} for i in range(restarts) for g in gammas]
+    gamma_params = run(gamma_specs, [restart_states[i] for i in range(restarts) for _ in gammas], None,
+                       member_steps, tol)
+    functional_members = [(spec, unstack(gamma_params, i)) for i, spec in enumerate(gamma_specs)]
     for name, functional in (functionals or {}).items():
         for sign, word in ((1.0, "max"), (-1.0, "min")):
             params = {key: value.unsqueeze(0) for key, value in restart_states[base_index].items()}
@@ -632,7 +649,9 @@ def fit_family(
         train_nll, entropy, tables = engine.stack(all_params)
         held_nll = engine.stack(all_params, "heldout")[0]
     best_held = float(held_nll.min())
-    outside = [i for i in range(len(candidates)) if float(held_nll[i]) > best_held + tau]
+    # a fixed-γ member is the minimiser of its loss or nothing: it is not repaired towards the fit, only dropped
+    outside = [i for i in range(len(candidates))
+               if float(held_nll[i]) > best_held + tau and candidates[i][0]["kind"] != "gamma"]
     repaired = set()
     if outside:
         sub = {name: value[outside].clone().requires_grad_() for name, value in all_params.items()}
@@ -657,9 +676,10 @@ def fit_family(
         if any(bool((table - other.p_do).abs().max() < duplicate_atol) for other in accepted):
             dropped["duplicate"] += 1
             return False
-        accepted.append(Member(spec["kind"], spec["label"], 0.0 if spec["kind"] == "restart" else gamma, spec["seed"],
-                               state, train_value, held_value, entropy_value, table.detach().cpu().clone(),
-                               was_repaired, paths, diagram=diagram, example=example))
+        reported = 0.0 if spec["kind"] == "restart" else spec.get("gamma", gamma)  # a fixed-γ member reports its own
+        accepted.append(Member(spec["kind"], spec["label"], reported, spec["seed"], state, train_value, held_value,
+                               entropy_value, table.detach().cpu().clone(), was_repaired, paths, diagram=diagram,
+                               example=example))
         return True
 
     for i, (spec, _) in enumerate(candidates):

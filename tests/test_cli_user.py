@@ -67,6 +67,8 @@ def test_a_user_diagram_runs_from_the_cli(user_files):
     (["+model._target_=my_diagrams.iv"], "config key 'model._target_' is not used by cauvade_pyro.fit"),
     (["model=user", "model.target=my_diagrams:iv", "model.data=iv.npz", "inference.family.tau=0"],
      "inference.family.tau must be a finite number"),
+    (["model=user", "model.target=my_diagrams:iv", "model.data=iv.npz", "inference.family.gammas=[0.1,nan]"],
+     "inference.family.gammas must be finite numbers"),
 ])
 def test_user_mistakes_are_one_line(user_files, args, message):
     result = run_fit([*args, "progress=false", f"hydra.run.dir={user_files / 'err'}"], user_files)

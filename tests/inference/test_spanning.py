@@ -231,3 +231,23 @@ def test_a_diagram_that_reads_its_outcome_from_data_keeps_the_row_path(monkeypat
         assert torch.allclose(a.p_do, b.p_do, atol=1e-3)
     for family in (lenient, strict):
         assert max(m.heldout_nll for m in family) - family.best_heldout_nll <= family.tau + 1e-9
+
+
+def test_fixed_gamma_members_are_the_papers_and_are_held_to_tau():
+    """gammas=: from each restart the minimiser of ℓ̄ + γ H̄. γ < 0 gives the observational answer (every cluster
+    alike: P(y | do x) = P(y | x)); each reports its own γ; a γ whose fit breaks τ is dropped, never kept."""
+    data = bow_data(3000, seed=1)
+    diagram = TabularDiagram({"x": 2, "y": 2}, {"y": ["x"]}, {"c": (3, ["x", "y"])})
+    family = fit_family(diagram.model, data, gammas=(-2.0, 0.05), seed=0,
+                        **{**SMALL, "entropy_targets": (), "vertices": False, "random_directions": 0})
+    members = [m for m in family if m.kind == "gamma"]
+    assert {m.gamma for m in members} <= {-2.0, 0.05} and any(m.gamma == -2.0 for m in members)
+    joint = torch.zeros(2, 2)
+    joint.index_put_((data["x"], data["y"]), torch.ones(len(data["x"])), accumulate=True)
+    observational = joint / joint.sum(1, keepdim=True)
+    for member in (m for m in members if m.gamma == -2.0):
+        assert member.entropy == pytest.approx(torch.log(torch.tensor(3.0)).item(), abs=0.01)  # diffuse clusters
+        assert torch.allclose(member.p_do, observational, atol=0.03)
+    assert max(m.heldout_nll for m in family) <= family.best_heldout_nll + family.tau + 1e-9
+    with pytest.raises(ValueError, match="gammas: must be finite"):
+        fit_family(diagram.model, data, gammas=(float("nan"),), **SMALL)
