@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start, sha = time.perf_counter(), git_sha()  # the commit of the code this run imports, not of the tree at its end
     if args.smoke:
         fd = front_door_check(2000, gammas=(0.0, 0.1), seeds=(0,), steps=200, nuts=(30, 30), tree_depth=4,
                               family_options={"restarts": 1, "entropy_targets": (1.0,), "random_directions": 1,
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         fd = front_door_check(5000, gammas=(-1.0, 0.0, 0.01, 0.1), seeds=(0, 1), steps=1500, nuts=(400, 300),
                               tree_depth=6)
         iv = bayes_vs_lp_iv((500, 5000, 50000), nuts=(400, 300), tree_depth=8)
-    result = {"git_sha": git_sha(), "smoke": args.smoke, "vitamin_a": vitamin_a_check(), "front_door": fd,
+    result = {"git_sha": sha, "smoke": args.smoke, "vitamin_a": vitamin_a_check(), "front_door": fd,
               "bayes_vs_lp_iv": iv, "wall_s": time.perf_counter() - start}
     out = args.out if args.out is not None else (None if args.smoke else RESULTS / "bounds_checks.json")
     if out is not None:

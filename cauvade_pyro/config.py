@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cauvade_pyro.diagrams import names as _diagram_names
 
@@ -30,7 +30,6 @@ LIKELIHOODS = ("bernoulli", "logistic")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 ATTRIBUTE_OBJECTIVES = ("pyro", "counts")
 PRECISIONS = ("fp32", "bf16")
-SWEEPS = ("independent", "shared", "family")
 
 
 class ConfigError(ValueError):
@@ -101,6 +100,10 @@ def check_family_options(cfg: DictConfig) -> None:
             raise ConfigError(f"{family}.{key} must be an integer >= {low}, got {value}")
     if not number(cfg, f"{family}.lr") > 0:
         raise ConfigError(f"{family}.lr must be > 0, got {cfg.inference.family.lr}")
+    for key in ("gammas", "entropy_targets"):  # a bare number (gammas=-2) would otherwise fail later, not here
+        if not isinstance(cfg.inference.family.get(key, []), ListConfig):
+            raise ConfigError(f"{family}.{key} must be a list, e.g. [{cfg.inference.family.get(key)}], "
+                              f"got {cfg.inference.family.get(key)!r}")
     gammas = cfg.inference.family.get("gammas", [])
     if not all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in gammas):
         raise ConfigError(f"{family}.gammas must be finite numbers, got {list(gammas)}")
@@ -140,6 +143,15 @@ def _check_integers(cfg: DictConfig, keys) -> None:
             raise ConfigError(f"{key} must be an integer{'' if key == 'seed' else ' >= 0'}, got {value}")
 
 
+def _chosen_model() -> str | None:
+    """The ``model`` group option of the running Hydra app (None outside one, e.g. under ``compose``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("model")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first value outside its range (before any data is loaded).
 
@@ -152,6 +164,10 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model.diagram={cfg.model.get('diagram')!r} is not registered: its config file needs a cli "
                           "node with check and either sweeps or run (see cauvade_pyro.diagrams; built in: "
                           f"{', '.join(DIAGRAMS)})")
+    chosen = _chosen_model()
+    if chosen is not None and chosen != cfg.model.diagram:
+        raise ConfigError(f"model.diagram={cfg.model.diagram} does not name the chosen model={chosen}; pick a diagram "
+                          f"with model={cfg.model.diagram} instead")
     check_diagram = diagrams.resolve(str(cli.check), "model.cli.check")
     _check_integers(cfg, ("seed", "torch_threads"))
     if cfg.model.cli.get("run") is not None:
@@ -171,8 +187,6 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.inference.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"inference.precision must be one of {PRECISIONS}, got {cfg.inference.precision!r}")
     sweep = cfg.inference.get("sweep", "independent")
-    if sweep not in SWEEPS:
-        raise ConfigError(f"inference.sweep must be one of {SWEEPS}, got {sweep!r}")
     if sweep not in diagrams.sweeps(cfg):
         raise ConfigError(f"inference.sweep={sweep} is not available for model={cfg.model.diagram} (its sweeps: "
                           f"{', '.join(diagrams.sweeps(cfg))}; the family of any discrete diagram: model=user)")

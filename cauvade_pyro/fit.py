@@ -125,13 +125,15 @@ def run(cfg: DictConfig) -> dict:
     with net_autocast(precision_dtype(str(cfg.inference.get("precision", "fp32")))):
         model, fit_info, evaluate = fitter(cfg, dataset, device, out_dir)
     evaluation, panels = evaluate(model, dataset, judge, int(cfg.eval.num_samples), int(cfg.eval.grid_samples))
-    title = f"{cfg.model.diagram}  γ={float(cfg.inference.gamma):g}  seed={int(cfg.seed)}  K={int(cfg.model.K)}"
+    clusters = cfg.model.get("K")  # a registered diagram need not have a K
+    title = f"{cfg.model.diagram}  γ={float(cfg.inference.gamma):g}  seed={int(cfg.seed)}" + (
+        f"  K={int(clusters)}" if clusters is not None else "")
     save_sample_grids(out_dir / "samples.png", panels, dataset.class_names, title)
     save_effect_plot(out_dir / "effect.png", evaluation["per_x"], title)
     metrics = {
         "gamma": float(cfg.inference.gamma),
         "seed": int(cfg.seed),
-        "K": int(cfg.model.K),
+        "K": None if clusters is None else int(clusters),
         "diagram": cfg.model.diagram,
         "dataset": cfg.dataset.name,
         "device": str(device),

@@ -65,6 +65,10 @@ def fit_fingerprint(cfg: DictConfig) -> dict:
     drop = ("checkpoint_every",) + (() if plain["inference"].get("sweep") == "shared" else ("sweep", "member_epochs"))
     if plain["inference"].get("precision", "fp32") == "fp32":  # likewise for states written before precision
         drop += ("precision",)
+    if plain["inference"].get("sweep") != "family":  # fit_family's options determine only a family sweep
+        drop += ("family",)
+    elif not plain["inference"]["family"].get("gammas"):  # states written before gammas= still resume
+        plain["inference"]["family"] = {k: v for k, v in plain["inference"]["family"].items() if k != "gammas"}
     plain["inference"] = {k: v for k, v in plain["inference"].items() if k not in drop}
     return plain
 

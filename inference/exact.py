@@ -119,8 +119,9 @@ def compress_outcome(
     labels = torch.as_tensor(data[outcome]).long()
     if bool((labels < 0).any()) or bool((labels >= num_outcome).any()):
         return None
-    counts = torch.zeros(len(unique), num_outcome, dtype=torch.get_default_dtype())
-    counts.index_put_((index, labels), torch.ones(len(labels), dtype=counts.dtype), accumulate=True)
+    counts = torch.zeros(len(unique), num_outcome, dtype=torch.get_default_dtype(), device=unique.device)
+    counts.index_put_((index, labels.to(unique.device)), torch.ones(len(labels), dtype=counts.dtype,
+                                                                     device=unique.device), accumulate=True)
     rows = {name: unique[:, i].to(value.dtype) for i, (name, value) in enumerate(others.items())}
     return rows, counts
 

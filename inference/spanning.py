@@ -40,12 +40,13 @@ dropped; the family counts both.
 
 4. *Fixed γ, on request* (``gammas``): from every restart, minimise the paper's loss ℓ̄ + γ H̄ with no
    tolerance in training (what a γ-member of the paper is); the acceptance below then keeps only those within τ,
-   so a γ that buys sharp clusters with a worse fit is dropped and counted, never silently kept.
+   so a γ that buys sharp clusters with a worse fit is dropped and counted (never repaired, never silently kept).
 
 Duplicates (a Q table within ``duplicate_atol`` of an accepted member's) are dropped and replaced by a fresh
-random direction, up to ``refills`` times. A refill joins only inside the band [best, best + τ] the other members
-were accepted in: one that would fit the held-out rows better than all of them is not added (it would move the
-band and push out the extreme members accepted against it); ``dropped["refill_better"]`` counts those.
+random direction, up to ``refills`` times. The band [best, best + τ] is set by the members trained against τ
+(restarts, dial, directions); a refill or a fixed-γ member joins only inside it: one that would fit the held-out
+rows better than all of them is not added (it would move the band and push out the extreme members accepted
+against it); ``dropped["better_than_band"]`` counts those.
 
 >>> import torch, pyro, pyro.distributions as dist
 >>> from cauvade_pyro.models import confounder
@@ -199,7 +200,8 @@ class Family:
         return iter(self.members)
 
     def best_restart(self) -> Member:
-        """The γ = 0 restart with the best training fit (the family's reference member)."""
+        """The γ = 0 restart with the best training fit (the family's reference member); if every restart was
+        dropped, the member with the best training fit (its ``kind`` and ``label`` say which)."""
         restarts = [member for member in self.members if member.kind == "restart"] or self.members
         return min(restarts, key=lambda member: member.train_nll)
 
@@ -630,7 +632,8 @@ def fit_family(
                     "nll_weight": 1.0, "gamma": float(g)} for i in range(restarts) for g in gammas]
     gamma_params = run(gamma_specs, [restart_states[i] for i in range(restarts) for _ in gammas], None,
                        member_steps, tol)
-    functional_members = [(spec, unstack(gamma_params, i)) for i, spec in enumerate(gamma_specs)]
+    gamma_members = [(spec, unstack(gamma_params, i)) for i, spec in enumerate(gamma_specs)]
+    functional_members = []
     for name, functional in (functionals or {}).items():
         for sign, word in ((1.0, "max"), (-1.0, "min")):
             params = {key: value.unsqueeze(0) for key, value in restart_states[base_index].items()}
@@ -641,17 +644,20 @@ def fit_family(
                                        unstack(params, 0)))
 
     # 3. acceptance on held-out rows: within tau of the best candidate; one repair, else dropped; duplicates
-    candidates = ([(spec, restart_states[i]) for i, spec in enumerate(restart_specs)]
+    # fixed-γ members come right after the restarts: where one lands on a dial member's answer (γ < 0 and the
+    # observational end), the γ member is kept and the dial member is the duplicate
+    candidates = ([(spec, restart_states[i]) for i, spec in enumerate(restart_specs)] + gamma_members
                   + [(spec, unstack(members_params, i)) for i, spec in enumerate(specs)] + functional_members)
     all_params = stacked([state for _, state in candidates])
     gammas = _gammas(engine, all_params)
     with torch.no_grad():
         train_nll, entropy, tables = engine.stack(all_params)
         held_nll = engine.stack(all_params, "heldout")[0]
-    best_held = float(held_nll.min())
-    # a fixed-γ member is the minimiser of its loss or nothing: it is not repaired towards the fit, only dropped
-    outside = [i for i in range(len(candidates))
-               if float(held_nll[i]) > best_held + tau and candidates[i][0]["kind"] != "gamma"]
+    # The reference is the best of the members trained against τ. A fixed-γ member (trained on its own loss, which
+    # for γ < 0 regularises) is neither the reference nor repaired: it joins only inside the band, like a refill.
+    trained = torch.tensor([spec["kind"] != "gamma" for spec, _ in candidates])
+    best_held = float(held_nll[trained].min())
+    outside = [i for i in range(len(candidates)) if float(held_nll[i]) > best_held + tau and bool(trained[i])]
     repaired = set()
     if outside:
         sub = {name: value[outside].clone().requires_grad_() for name, value in all_params.items()}
@@ -664,8 +670,8 @@ def fit_family(
                     all_params[name][i] = sub[name][k].detach()
                 train_nll[i], entropy[i], tables[i], held_nll[i] = sub_train[k], sub_entropy[k], sub_tables[k], sub_held[k]
         repaired = set(outside)
-        best_held = float(held_nll.min())  # a repaired member may now fit the held-out rows best
-    dropped = {"fit": 0, "duplicate": 0, "refill_better": 0}
+        best_held = float(held_nll[trained].min())  # a repaired member may now fit the held-out rows best
+    dropped = {"fit": 0, "duplicate": 0, "better_than_band": 0}
     accepted: list[Member] = []
     paths = {name: prefix + path for name, path in engine.module_paths.items()}
 
@@ -683,6 +689,9 @@ def fit_family(
         return True
 
     for i, (spec, _) in enumerate(candidates):
+        if not bool(trained[i]) and float(held_nll[i]) < best_held:
+            dropped["better_than_band"] += 1
+            continue
         consider(spec, unstack(all_params, i), float(train_nll[i]), float(held_nll[i]), float(entropy[i]), tables[i],
                  float(gammas[i]), i in repaired)
     # duplicates are replaced by fresh random directions, started from the restarts in turn (one round)
@@ -699,7 +708,7 @@ def fit_family(
             if float(f_held[i]) < best_held:
                 # a refill joins inside the band [best, best + τ] the others were accepted in; one that would fit
                 # better would move the band and push out members accepted against it (the extreme ones)
-                dropped["refill_better"] += 1
+                dropped["better_than_band"] += 1
                 continue
             consider(spec, unstack(fresh, i), float(f_train[i]), float(f_held[i]), float(f_entropy[i]), f_tables[i],
                      float(fresh_gammas[i]), False)

@@ -14,7 +14,8 @@ def composed(*overrides):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["inference.sweep=both"], "inference.sweep must be one of ('independent', 'shared', 'family'), got 'both'"),
+        (["inference.sweep=both"], "inference.sweep=both is not available for model=latent_response (its sweeps: "
+                                   "independent, shared"),
         (["inference.sweep=family"], "inference.sweep=family is not available for model=latent_response (its sweeps: independent, shared"),
         (["inference.member_epochs=0"], "inference.member_epochs must be an integer >= 1, got 0"),
         (["inference.member_epochs=1.5"], "inference.member_epochs must be an integer >= 1, got 1.5"),

@@ -98,5 +98,7 @@ def fit_family_sweep(cfg: DictConfig, dataset, device, out_dir: Path):
     summary_keys = ("tau", "members", "dropped", "best_heldout_nll", "max_fit_gap_nats", "seconds", "by_kind")
     info = {"image_model": str(image_path), "sweep": "family",
             "family": {**{k: v for k, v in family.summary().items() if k in summary_keys}, **scores}}
-    family.best_restart().activate()  # the best γ = 0 restart: its images and effectiveness go into the usual metrics
+    evaluated = family.best_restart()  # the best γ = 0 restart (else, if every restart was dropped, the best fit)
+    evaluated.activate()  # its images and effectiveness go into the usual metrics
+    info["family"]["evaluated_member"] = evaluated.label
     return model, info, evaluate_confounded_attributes
