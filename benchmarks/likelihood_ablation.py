@@ -53,14 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def measure(cfg, dataset, judge, feature_net, reference: dict, floor: list[float], device) -> dict:
-    import torch
-
     from cauvade_pyro.evaluate import effectiveness
     from cauvade_pyro.inference import seed_everything
     from cauvade_pyro.inference.family import heldout_image_elbo
     from cauvade_pyro.members import shared_image_model
-    from cauvade_pyro.metrics import ReferenceFID
-    from cauvade_pyro.metrics.hue import within_bin_hue_w1
 
     started = time.perf_counter()
     model, path, trained = shared_image_model(cfg, dataset, device, progress=False)
@@ -73,7 +69,29 @@ def measure(cfg, dataset, judge, feature_net, reference: dict, floor: list[float
     kind = str(cfg.model.image.likelihood)
     comparable = {"logistic": elbo, "continuous_bernoulli": elbo - pixels * math.log(256),
                   "gaussian": elbo - pixels * math.log(256)}.get(kind)
-    fids, w1s, brightness = [], [], []
+    reaches = effect["x_flip_follows"] >= EFFECTIVENESS_TARGET and effect["y_flip_follows"] >= EFFECTIVENESS_TARGET
+    return {
+        "likelihood": kind,
+        "effectiveness": effect,
+        "reaches_effectiveness_target": reaches,
+        "heldout_elbo_own_units": round(elbo, 2),
+        "heldout_log_lik_8bit_nats": None if comparable is None else round(comparable, 2),
+        **decoded_quality(model, dataset, feature_net, reference, floor, device),
+        "image_model": Path(path).name,
+        "trained_here": bool(trained),
+        "train_or_load_s": round(train_s, 1),
+    }
+
+
+def decoded_quality(model, dataset, feature_net, reference: dict, floor: list[float], device) -> dict:
+    """FID, within-bin hue W1 and mean pixel of the mean images decoded for the reference's (x, y), ε ~ N(0, I)."""
+    import torch
+
+    from cauvade_pyro.inference import seed_everything
+    from cauvade_pyro.metrics import ReferenceFID
+    from cauvade_pyro.metrics.hue import within_bin_hue_w1
+
+    fids, brightness = [], []
     generated_all, reference_all = [], []
     seed_everything(1)
     for x, ref in reference.items():
@@ -87,24 +105,29 @@ def measure(cfg, dataset, judge, feature_net, reference: dict, floor: list[float
         reference_all.append(ref_images)
         brightness.append(float(images.mean()))
     hue = within_bin_hue_w1(torch.cat(generated_all), torch.cat(reference_all), dataset.num_hue_bins)
-    w1s.append(hue["w1"])
-    reaches = effect["x_flip_follows"] >= EFFECTIVENESS_TARGET and effect["y_flip_follows"] >= EFFECTIVENESS_TARGET
     return {
-        "likelihood": kind,
-        "effectiveness": effect,
-        "reaches_effectiveness_target": reaches,
-        "heldout_elbo_own_units": round(elbo, 2),
-        "heldout_log_lik_8bit_nats": None if comparable is None else round(comparable, 2),
         "fid_vs_reference_mean": round(sum(fids) / len(fids), 3),
         "fid_vs_reference_per_x": [round(f, 3) for f in fids],
         "fid_reference_floor_mean": round(sum(floor) / len(floor), 3),
         "within_bin_hue": {k: _finite(v) for k, v in hue.items()},
         "mean_pixel_generated": round(sum(brightness) / len(brightness), 4),
         "mean_pixel_reference": round(float(torch.cat(reference_all).mean()), 4),
-        "image_model": Path(path).name,
-        "trained_here": bool(trained),
-        "train_or_load_s": round(train_s, 1),
     }
+
+
+def reference_sets(dataset, feature_net, num_samples: int) -> tuple[dict, list[float]]:
+    """Per x an unconfounded reference set (seeds 10000 + x) and the FID floor against a second one (20000 + x)."""
+    import torch
+
+    from cauvade_pyro.metrics import ReferenceFID
+
+    reference, floor = {}, []
+    for x in range(dataset.num_classes):
+        reference[x] = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
+        second = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(20_000 + x))
+        floor.append(ReferenceFID(feature_net, reference[x]["image"].float().div(255)).distance(
+            second["image"].float().div(255)))
+    return reference, floor
 
 
 def _finite(value):
@@ -122,7 +145,7 @@ def run(args: argparse.Namespace) -> dict:
     from cauvade_pyro.config import check_overrides, validate_config
     from cauvade_pyro.fit import build_dataset
     from cauvade_pyro.inference import resolve_device
-    from cauvade_pyro.metrics import ReferenceFID, train_feature_net, train_judge
+    from cauvade_pyro.metrics import train_feature_net, train_judge
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -140,12 +163,7 @@ def run(args: argparse.Namespace) -> dict:
                "device": str(device), "cache_dir": cfg.cache_dir}
     judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), **options)
     feature_net = train_feature_net(dataset, **options)
-    reference, floor = {}, []
-    for x in range(dataset.num_classes):
-        reference[x] = dataset.sample_reference(x, args.num_samples, torch.Generator().manual_seed(10_000 + x))
-        second = dataset.sample_reference(x, args.num_samples, torch.Generator().manual_seed(20_000 + x))
-        floor.append(ReferenceFID(feature_net, reference[x]["image"].float().div(255)).distance(
-            second["image"].float().div(255)))
+    reference, floor = reference_sets(dataset, feature_net, args.num_samples)
     rows = []
     for kind in kinds:
         rows.append(measure(configs[kind], dataset, judge, feature_net, reference, floor, device))

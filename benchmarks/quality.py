@@ -140,12 +140,17 @@ class Evaluator:
     reported FID is against it) and a second test-sized set for the reference-vs-reference floor.
     """
 
-    def __init__(self, dataset, judge, feature_net, num_samples: int):
+    def __init__(self, dataset, judge, feature_net, num_samples: int, subclass_reader=None):
         import torch
 
         from cauvade_pyro.metrics import ReferenceFID, bow_graph_bounds
+        from cauvade_pyro.metrics.subclass import total_variation
 
         self.dataset, self.judge, self.features, self.n = dataset, judge, feature_net, num_samples
+        self.subclass_reader = subclass_reader
+        # per x: the sub-class mix the reader reads off the test reference, the reader's accuracy on it (its true
+        # base labels are known), and the TV between the test and the floor reference sets (sampling noise)
+        self.subclass_reference, self.subclass_reader_accuracy, self.subclass_floor = {}, [], []
         self.scm = dataset.scm
         self.positions = self.scm.bin_centres()
         self.truth = self.scm.interventional_y().float()
@@ -153,10 +158,17 @@ class Evaluator:
         self.lower, self.upper = bow_graph_bounds(self.scm.joint_xy())
         self.reference, self.validation_fid, self.test_fid, self.fid_floor = {}, {}, {}, []
         for x in range(dataset.num_classes):
-            sets = {name: dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(offset + x))
-                    ["image"].float().div(255)
-                    for name, offset in (("test", 10_000), ("floor", 20_000), ("validation", 30_000))}
+            draws = {name: dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(offset + x))
+                     for name, offset in (("test", 10_000), ("floor", 20_000), ("validation", 30_000))}
+            sets = {name: draw["image"].float().div(255) for name, draw in draws.items()}
             self.reference[x] = sets["test"]
+            if subclass_reader is not None:
+                reads = subclass_reader.read(sets["test"], x)
+                truth = torch.tensor([subclass_reader.groups[x].index(int(label)) for label in draws["test"]["label"]])
+                self.subclass_reader_accuracy.append(float((reads == truth).float().mean()))
+                self.subclass_reference[x] = subclass_reader.histogram(sets["test"], x)
+                self.subclass_floor.append(total_variation(subclass_reader.histogram(sets["floor"], x),
+                                                           self.subclass_reference[x]))
             # the reference's features are computed once here, not once per model compared
             self.test_fid[x] = ReferenceFID(feature_net, sets["test"])
             self.validation_fid[x] = ReferenceFID(feature_net, sets["validation"])
@@ -168,12 +180,16 @@ class Evaluator:
 
         from cauvade_pyro.metrics import circular_w1, diversity, hue_histogram
         from cauvade_pyro.metrics.hue import within_bin_hue_w1
+        from cauvade_pyro.metrics.subclass import subclass_mix
 
         class_pred, hue_pred = self.judge.predict(images)
         p_images = hue_histogram(hue_pred, self.dataset.num_hue_bins)
         with torch.no_grad():
             feats = self.features(images.to(next(self.features.parameters()).device))
         hue = within_bin_hue_w1(images, self.reference[x], self.dataset.num_hue_bins)
+        mix = None
+        if self.subclass_reader is not None:
+            mix = subclass_mix(self.subclass_reader, images, None, x, reference_histogram=self.subclass_reference[x])
         row = {
             "fid": self.test_fid[x].distance(images),
             "fid_validation": self.validation_fid[x].distance(images),
@@ -182,6 +198,8 @@ class Evaluator:
             "do_class_accuracy": float((class_pred == x).float().mean()),
             "within_bin_hue_w1": hue["w1"],
             "hue_unreadable": hue["unreadable_generated"],
+            "subclass_tv": None if mix is None else mix["tv"],
+            "subclass_generated": None if mix is None else mix["generated"],
             **diversity(hue_pred, self.dataset.num_hue_bins, feats),
         }
         if sampled_y is not None:
@@ -265,6 +283,7 @@ def setup(args: argparse.Namespace) -> dict:
     from cauvade_pyro.inference import cell_counts, resolve_device, seed_everything
     from cauvade_pyro.members import shared_image_model
     from cauvade_pyro.metrics import inception_feature_net, train_feature_net, train_judge
+    from cauvade_pyro.metrics.subclass import train_subclass_reader
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -286,6 +305,8 @@ def setup(args: argparse.Namespace) -> dict:
     else:
         feature_net = train_feature_net(dataset, seed=args.feature_seed, **options)
     judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), **options)
+    # the sub-class reader (Fashion-MNIST / MNIST with a binary X; None for the shapes), never in a loss
+    subclass_reader = train_subclass_reader(dataset, device=str(device), cache_dir=cfg.cache_dir)
     lap("judge_and_feature_net")
     progress = not args.no_progress
     image_model, image_path, image_trained = shared_image_model(cfg, dataset, device, progress=progress)
@@ -293,7 +314,7 @@ def setup(args: argparse.Namespace) -> dict:
     cvae, cvae_path, cvae_trained = shared_image_model(cfg, dataset, device, progress=progress, condition_on_y=False)
     lap("cvae")
     num_x, num_y = dataset.num_classes, dataset.num_hue_bins
-    evaluator = Evaluator(dataset, judge, feature_net, args.num_samples)
+    evaluator = Evaluator(dataset, judge, feature_net, args.num_samples, subclass_reader)
     lap("reference_sets")
     return {
         "cfg": cfg, "device": device, "dataset": dataset, "judge": judge, "evaluator": evaluator,
@@ -482,11 +503,34 @@ def fid_summary(ctx: dict, members: list[dict], base: dict) -> dict:
     }
 
 
-def diversity_summary(members: list[dict], base: dict) -> dict:
-    """Within-bin hue W1 (bin widths, read from pixels, vs the test reference) and judge-read hue entropy."""
+def diversity_summary(members: list[dict], base: dict, evaluator=None) -> dict:
+    """Within-bin hue W1 (bin widths, read from pixels, vs the test reference), the sub-class mix (TV distance to
+    the test reference's, read by the sub-class reader; None without sub-classes) and judge-read hue entropy."""
     by_gamma: dict[float, list[float]] = {}
+    subclass_by_gamma: dict[float, list[float]] = {}
     for m in members:
         by_gamma.setdefault(m["gamma"], []).append(m["within_bin_hue_w1"])
+        subclass_by_gamma.setdefault(m["gamma"], []).append(per_x_mean(m["per_x"], "subclass_tv"))
+    has_subclasses = evaluator is not None and evaluator.subclass_reader is not None
+    subclass = {"subclass_tv": None}
+    if has_subclasses:
+        subclass = {
+            "subclass_tv": _mean(per_x_mean(m["per_x"], "subclass_tv") for m in members),
+            "subclass_tv_note": "total-variation distance between the sub-class mix of the do(x) images and the "
+                                "test reference's, both read by the sub-class reader (cauvade_pyro.metrics."
+                                "subclass); mean over γ × seed members and x; one sub-class only would score "
+                                "1 − its reference share (footwear 2/3, tops 3/4)",
+            "subclass_tv_per_gamma": {str(g): _mean(v) for g, v in subclass_by_gamma.items()},
+            "subclass_tv_cvae": per_x_mean(base["cvae_rows"], "subclass_tv"),
+            "subclass_tv_oracle": per_x_mean(base["oracle_rows"], "subclass_tv"),
+            "subclass_tv_reference_floor_per_x": evaluator.subclass_floor,
+            "subclass_reader_accuracy_per_x": evaluator.subclass_reader_accuracy,
+            "subclass_reference_per_x": [evaluator.subclass_reference[x].tolist()
+                                         for x in sorted(evaluator.subclass_reference)],
+            "subclass_members_per_x": [_mean(m["per_x"][x]["subclass_tv"] for m in members)
+                                       for x in sorted(evaluator.subclass_reference)],
+            "subclass_labels_per_x": [list(g) for g in evaluator.subclass_reader.groups],
+        }
     return {
         "within_bin_hue_w1": _mean(m["within_bin_hue_w1"] for m in members),
         "within_bin_hue_w1_note": "mean over γ × seed members and x; a point mass at the bin centre scores 0.125",
@@ -495,6 +539,7 @@ def diversity_summary(members: list[dict], base: dict) -> dict:
         "within_bin_hue_w1_oracle": per_x_mean(base["oracle_rows"], "within_bin_hue_w1"),
         "hue_entropy_members": _mean(per_x_mean(m["per_x"], "hue_entropy") for m in members),
         "hue_entropy_cvae": per_x_mean(base["cvae_rows"], "hue_entropy"),
+        **subclass,
     }
 
 
@@ -559,7 +604,7 @@ def run(args: argparse.Namespace) -> dict:
            "directed_max_gap": max(gaps[len(members):]) if feasible else None,
            "heldout_image_elbo": heldout_image_elbo(ctx["image_model"], test)}
     fid = fid_summary(ctx, members, base)
-    diversity = diversity_summary(members, base)
+    diversity = diversity_summary(members, base, evaluator)
     truth, positions, lower, upper = evaluator.truth.double(), evaluator.positions, evaluator.lower, evaluator.upper
     num_x = dataset.num_classes
     result = {
@@ -778,6 +823,9 @@ def summary_text(result: dict, path: Path) -> str:
         + ", ".join(f"{g} {_num(v, 1)}" for g, v in fid["per_gamma_mean_over_seeds"].items()),
         f"  within-bin hue W1 (bin widths; point mass 0.125): members {_num(div['within_bin_hue_w1'])}, "
         f"cVAE {_num(div['within_bin_hue_w1_cvae'])}, oracle {_num(div['within_bin_hue_w1_oracle'])}",
+        *([f"  sub-class mix, TV to the reference: members {_num(div['subclass_tv'])}, cVAE "
+           f"{_num(div['subclass_tv_cvae'])}, oracle {_num(div['subclass_tv_oracle'])}, reference floor "
+           f"{_num(_mean(div['subclass_tv_reference_floor_per_x']))}"] if div.get("subclass_tv") is not None else []),
         f"  coverage γ×seed {fam['gamma_seed']['coverage']:.2f}; "
         f"span (clipped per cell) {fam['gamma_seed']['span_mean']:.2f}",
     ]
@@ -801,6 +849,15 @@ def _more_seeds(result: dict) -> str:
                    f"{100 * v['coverage']:.0f} %)" for k, v in extra)
 
 
+def _subclass_cell(r: dict) -> str:
+    div = r["diversity"]
+    if div.get("subclass_tv") is None:
+        return "— (no sub-classes)" if "subclass_tv" in div else "— (not measured in this JSON)"
+    floor = _mean(div["subclass_tv_reference_floor_per_x"])
+    return (f"members {div['subclass_tv']:.3f}, cVAE {div['subclass_tv_cvae']:.3f}, oracle "
+            f"{div['subclass_tv_oracle']:.3f} (reference vs reference {floor:.3f})")
+
+
 def markdown_table(results: dict[str, dict]) -> str:
     """The README's targets table: one column per result JSON (``{column title: result}``)."""
     def mark(r, *keys):
@@ -820,6 +877,8 @@ def markdown_table(results: dict[str, dict]) -> str:
          "selected ≤ 0.5 × cVAE; γ ≤ −1 mean ≤ cVAE; oracle ≤ 5 × floor", fid),
         ("within-bin hue W1 (bin widths, read from pixels)", "≤ 0.05",
          lambda r: f"{_num(r['diversity']['within_bin_hue_w1'])} {mark(r, 'within_bin_hue_w1_le_0.05')}"),
+        ("sub-class mix of do(x) images: TV to the reference's (read by a classifier of real images)", "report",
+         _subclass_cell),
         ("coverage of the true P(y \\| do(x)) cells, γ × seed family", "≥ 95 %",
          lambda r: f"{100 * r['family']['gamma_seed']['coverage']:.0f} % {mark(r, 'coverage_ge_95pct')}"),
         ("span / sharp-bound width (clipped per cell, mean over cells)", "≥ 50 % γ × seed",

@@ -10,7 +10,10 @@ Per value x of the treatment, with the true P(y | do(x)) = Σ_u P(u) P(y | x, u)
 Effectiveness: held-out images are encoded to ε and decoded with x (or y) changed; the judge reads whether
 the shape (or hue) follows. do(x) samples are judged for their shape. Their within-bin hue spread is read from
 the pixels against as many reference images (:mod:`cauvade_pyro.metrics.hue`; bin widths, a point mass at the
-bin centre scores 0.125). Images are the means of the image likelihood at sampled (y, ε), not pixel draws.
+bin centre scores 0.125). Where a class groups several base labels (Fashion-MNIST or MNIST with a binary X) the
+sub-class mix of the do(x) images is compared with the reference's by a sub-class reader trained on real images
+(:mod:`cauvade_pyro.metrics.subclass`; TV distance, never in a loss). Images are the means of the image
+likelihood at sampled (y, ε), not pixel draws.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from cauvade_pyro.inference.family import heldout_image_elbo
 from cauvade_pyro.inference.train import to_float_images
 from cauvade_pyro.metrics import bow_graph_bounds, circular_w1, hue_histogram
 from cauvade_pyro.metrics.hue import within_bin_hue_w1
+from cauvade_pyro.metrics.subclass import has_subclasses, subclass_mix, train_subclass_reader
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -64,15 +68,29 @@ def effectiveness(image_model, judge, data: dict, max_images: int = 1000) -> dic
     }
 
 
+def default_subclass_reader(dataset, judge):
+    """The sub-class reader for ``dataset`` (None when its classes have no sub-classes), on the judge's device and
+    cached beside the judge (``judge.cache_dir``, set by :func:`~cauvade_pyro.metrics.train_judge`)."""
+    if not has_subclasses(dataset):
+        return None
+    return train_subclass_reader(dataset, device=next(judge.parameters()).device,
+                                 cache_dir=getattr(judge, "cache_dir", None))
+
+
 @torch.no_grad()
-def interventional_images(model, dataset, judge, num_samples: int, grid_samples: int) -> tuple[list[dict], dict]:
+def interventional_images(model, dataset, judge, num_samples: int, grid_samples: int,
+                          subclass_reader="auto") -> tuple[list[dict], dict]:
     """Per x: the judge's reading of do(x) images against the truth, and the sample-grid panels.
 
     Returns one row per x (hue distribution read from the images, observational answer, truth, bounds, W1s,
-    shape accuracy) and, per x, the observational, do(x) and reference images. Each row also carries the
-    sampled ``y`` of the do(x) draws under ``"_draws"`` for diagrams that label y.
+    shape accuracy, within-bin hue W1, sub-class mix) and, per x, the observational, do(x) and reference
+    images. Each row also carries the sampled ``y`` of the do(x) draws under ``"_draws"`` for diagrams that
+    label y. ``subclass_tv`` is the TV distance between the sub-class mix of the do(x) images and of as many
+    reference images, both read by ``subclass_reader`` (:mod:`cauvade_pyro.metrics.subclass`; ``"auto"``:
+    :func:`default_subclass_reader`); None for datasets without sub-classes.
     """
     scm, num_y = dataset.scm, dataset.num_hue_bins
+    reader = default_subclass_reader(dataset, judge) if subclass_reader == "auto" else subclass_reader
     positions = scm.bin_centres()
     truth, observational = scm.interventional_y().float(), scm.observational_y_given_x().float()
     lower, upper = bow_graph_bounds(scm.joint_xy())
@@ -84,6 +102,7 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
         # within-bin hue spread read from the pixels (no judge), against as many reference images
         spread_reference = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
         within_bin = within_bin_hue_w1(draws["image_mean"].cpu(), spread_reference["image"], num_y)["w1"]
+        mix = None if reader is None else subclass_mix(reader, draws["image_mean"].cpu(), spread_reference["image"], x)
         rows.append({
             "x": x,
             "class_name": dataset.class_names[x],
@@ -96,6 +115,8 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
             "w1_observational_to_truth": round(circular_w1(observational[x], truth[x], positions), 5),
             "do_x_shape_accuracy": round(float((shape_pred.cpu() == x).float().mean()), 4),
             "within_bin_hue_w1": round(within_bin, 5) if within_bin == within_bin else None,  # NaN: no hue read
+            "subclass_tv": None if mix is None else round(mix["tv"], 5),
+            "subclass_mix": None if mix is None else {k: mix[k] for k in ("labels", "generated", "reference")},
             "_draws": draws,
         })
         conditional = sample_conditional(model.model, {"x": x}, grid_samples)
@@ -163,19 +184,156 @@ def evaluate_confounded_attributes(model, dataset, judge, num_samples: int, grid
         "per_x": per_x,
         "w1_mean": _means(per_x, ("w1_model_to_truth", "w1_sampled_to_truth", "w1_images_to_truth",
                                   "w1_observational_to_truth")),
+        "diversity": diversity_means(per_x),
+    }
+    return metrics, panels
+
+
+def diversity_means(per_x: list[dict]) -> dict:
+    """Means over x of the within-bin hue W1 and the sub-class TV of the do(x) images (None where not read).
+
+    >>> rows = [{"within_bin_hue_w1": 0.1, "subclass_tv": None}, {"within_bin_hue_w1": 0.2, "subclass_tv": None}]
+    >>> diversity_means(rows)
+    {'within_bin_hue_w1': 0.15, 'subclass_tv': None}
+    """
+    out = {}
+    for key in ("within_bin_hue_w1", "subclass_tv"):
+        values = [row[key] for row in per_x if row.get(key) is not None]
+        out[key] = round(sum(values) / len(values), 5) if values else None
+    return out
+
+
+@torch.no_grad()
+def evaluate_latent_response(model, dataset, judge, num_samples: int, grid_samples: int, *,
+                             iwae_particles: int = 8, heldout_images: int = 500) -> tuple[dict, dict]:
+    """Metrics of a latent-response member: its response is read back from the images only.
+
+    Beyond the per-x rows of :func:`interventional_images`: the observational end (the model's own P(hue | x)
+    read from its conditional images, the judge's reading of real held-out images of class x, and W1 from
+    each and from the do(x) images to the dataset's observational P(hue | x)); the held-out ELBO and IWAE bound
+    of log p(x, image) per image (:func:`latent_heldout_bounds`); the cluster-posterior entropies
+    (:func:`latent_posterior_entropies`); every effectiveness flip (:func:`latent_effectiveness`). The held-out
+    quantities use the first ``heldout_images`` test images.
+    """
+    per_x, panels = interventional_images(model, dataset, judge, num_samples, grid_samples)
+    for row in per_x:
+        row.pop("_draws")
+    latent_observational_end(model, dataset, judge, num_samples, per_x)
+    device = next(model.parameters()).device
+    test = {k: dataset.test[k][:heldout_images].to(device) for k in ("x", "y", "image")}
+    heldout = latent_heldout_bounds(model, test, particles=iwae_particles)
+    entropies = latent_posterior_entropies(model, test)
+    effect = latent_effectiveness(model, judge, test)
+    effect["do_x_shape_accuracy"] = _means(per_x, ["do_x_shape_accuracy"])["do_x_shape_accuracy"]
+    metrics = {
+        "heldout": heldout,
+        **entropies,
+        "effectiveness": effect,
+        "warnings": chance_warnings(effect, model.num_x, 1),
+        "per_x": per_x,
+        "w1_mean": _means(per_x, ("w1_images_to_truth", "w1_observational_to_truth", "w1_images_to_observational",
+                                  "w1_conditional_images_to_observational", "w1_heldout_images_to_observational",
+                                  "w1_images_to_heldout_images")),
+        "diversity": diversity_means(per_x),
     }
     return metrics, panels
 
 
 @torch.no_grad()
-def evaluate_latent_response(model, dataset, judge, num_samples: int, grid_samples: int) -> tuple[dict, dict]:
-    """Metrics of a latent-response member: its response is read back from the images only."""
-    per_x, panels = interventional_images(model, dataset, judge, num_samples, grid_samples)
+def latent_observational_end(model, dataset, judge, num_samples: int, per_x: list[dict]) -> list[dict]:
+    """Add the observational-end comparison to each row of ``per_x`` (in place; also returned).
+
+    Per x: ``p_conditional_from_images`` (the judge's reading of the model's own observational images, drawn
+    given x: c ~ p(c | x), ``model.sample_given_x``), ``p_heldout_from_images`` (the judge's reading of the real
+    held-out images of class x: the judge's floor), and W1 on the hue circle from the do(x) images
+    (``p_do_from_images``), from the conditional images and from the held-out images to the dataset's
+    observational P(hue | x), and from the do(x) images to the held-out images' reading
+    (``w1_images_to_heldout_images``: judge errors cancel). When p(c | x) = π, or the clusters' r-distributions
+    agree, do(x) and conditioning on x draw the same images.
+    """
+    scm, num_y = dataset.scm, dataset.num_hue_bins
+    positions, observational = scm.bin_centres(), scm.observational_y_given_x().float()
+    test = dataset.test
+    _, heldout_hue = judge.predict(test["image"].float().div(255))
     for row in per_x:
-        row.pop("_draws")
-    metrics = {
-        "per_x": per_x,
-        "w1_mean": _means(per_x, ("w1_images_to_truth", "w1_observational_to_truth")),
-        "effectiveness": _means(per_x, ["do_x_shape_accuracy"]),
+        x = row["x"]
+        _, hue = judge.predict(model.sample_given_x(x, num_samples)["image_mean"])
+        p_conditional = hue_histogram(hue.cpu(), num_y)
+        p_heldout = hue_histogram(heldout_hue[test["x"].cpu() == x], num_y)
+        p_do = torch.tensor(row["p_do_from_images"])
+        row.update({
+            "p_conditional_from_images": _rounded(p_conditional),
+            "p_heldout_from_images": _rounded(p_heldout),
+            "w1_images_to_observational": round(circular_w1(p_do, observational[x], positions), 5),
+            "w1_conditional_images_to_observational": round(circular_w1(p_conditional, observational[x], positions),
+                                                            5),
+            "w1_heldout_images_to_observational": round(circular_w1(p_heldout, observational[x], positions), 5),
+            "w1_images_to_heldout_images": round(circular_w1(p_do, p_heldout, positions), 5),
+        })
+    return per_x
+
+
+@torch.no_grad()
+def latent_heldout_bounds(model, data: dict, particles: int = 8, batch_size: int = 128, seed: int = 0) -> dict:
+    """Held-out bounds on log p(x, image) per image of a latent-response model (c summed out exactly, β = 1).
+
+    ``elbo``: the mean over the ``particles`` guide draws of log p(x, r, ε, image) − log q(r, ε | image, x);
+    ``iwae``: the IWAE bound log (1/k) Σ_k w_k with k = ``particles`` on the same draws (≥ ``elbo``, and
+    tighter as k grows). Draws from a generator seeded with ``seed``.
+    """
+    if particles < 1:
+        raise ValueError(f"particles must be >= 1, got {particles}")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    elbo, iwae, count = 0.0, 0.0, len(data["x"])
+    for start in range(0, count, batch_size):
+        batch = to_float_images({k: data[k][start : start + batch_size] for k in ("x", "image")})
+        loc, scale = model.encode(batch["image"], batch["x"])
+        z = loc + scale * torch.randn((particles, *loc.shape), generator=generator, device=device, dtype=loc.dtype)
+        log_w = model.log_weight(batch["image"], batch["x"], z[..., : model.r_dim], z[..., model.r_dim :], loc, scale)
+        elbo += float(log_w.mean(0).sum())
+        iwae += float((log_w.logsumexp(0) - torch.tensor(float(particles)).log().item()).sum())
+    return {"elbo": round(elbo / count, 3), "iwae": round(iwae / count, 3), "iwae_particles": particles,
+            "images": count, "what": "nats per held-out image, of log p(x, image); elbo = mean log-weight, "
+                                     "iwae = log-mean-exp of the iwae_particles log-weights"}
+
+
+@torch.no_grad()
+def latent_posterior_entropies(model, data: dict, batch_size: int = 512) -> dict:
+    """Mean cluster-posterior entropies on held-out images, in nats.
+
+    ``posterior_entropy``: H[p(c | x, r̂)] at the guide's mean r̂ (the posterior the γ-term weighs);
+    ``posterior_entropy_given_x``: H[p(c | x)] (0 … log K; at log K, conditioning on x weighs the clusters by π
+    as do(x) does); ``posterior_entropy_max``: log K.
+    """
+    given_xr, given_x, count = 0.0, 0.0, len(data["x"])
+    for start in range(0, count, batch_size):
+        batch = to_float_images({k: data[k][start : start + batch_size] for k in ("x", "image")})
+        r = model.encode(batch["image"], batch["x"])[0][..., : model.r_dim]
+        given_xr += float(_entropy(model.posterior_c(batch["x"], r)).sum())
+        given_x += float(_entropy(model.posterior_c_given_x(batch["x"])).sum())
+    return {"posterior_entropy": round(given_xr / count, 5), "posterior_entropy_given_x": round(given_x / count, 5),
+            "posterior_entropy_max": round(torch.tensor(float(model.num_clusters)).log().item(), 5)}
+
+
+@torch.no_grad()
+def latent_effectiveness(model, judge, data: dict, max_images: int = 1000, seed: int = 0) -> dict:
+    """Share of held-out codes (r̂, ε̂ at the guide's mean) whose decoded shape follows a changed x, and keeps its
+    hue bin (the label y, never seen by the model), as read by ``judge``; and the reconstructions' shape and hue.
+    The new x is uniform over the other classes (generator seeded with ``seed``)."""
+    batch = to_float_images({k: v[:max_images] for k, v in data.items() if k in ("x", "y", "image")})
+    x, y = batch["x"], batch["y"]
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    shift = torch.randint(1, model.num_x, x.shape, generator=generator, device=x.device)
+    new_x = (x + shift) % model.num_x
+    loc, _ = model.encode(batch["image"], x)
+    r, eps = loc[..., : model.r_dim], loc[..., model.r_dim :]
+    shape_after_x, hue_after_x = judge.predict(model.decode(new_x, r, eps))
+    shape_recon, hue_recon = judge.predict(model.decode(x, r, eps))
+    share = lambda a, b: round(float((a.cpu() == b.cpu()).float().mean()), 4)  # noqa: E731
+    return {
+        "x_flip_follows": share(shape_after_x, new_x),
+        "x_flip_keeps_hue": share(hue_after_x, y),
+        "reconstruction_shape": share(shape_recon, x),
+        "reconstruction_hue": share(hue_recon, y),
     }
-    return metrics, panels

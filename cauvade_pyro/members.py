@@ -36,8 +36,33 @@ def pyro_param_values() -> dict[str, torch.Tensor]:
     return {name: value.detach().cpu() for name, value in pyro.get_param_store().items()}
 
 
-def image_model_key(cfg: DictConfig) -> str:
-    """Hash of everything the shared image model depends on (not γ, not the member seed)."""
+def scm_key(dataset) -> dict:
+    """What a dataset adds to a cache key beyond the config: the digest of its SCM's tables when it was built with
+    a custom SCM (``ConfoundedShapes(..., scm=...)``), which the config cannot express. The default SCM is
+    determined by ``cfg.dataset`` (sizes and ``confounding``) and adds nothing, so its keys stay those of the
+    models cached before custom SCMs existed.
+
+    >>> from cauvade_pyro.datasets import ConfoundedColourSCM, ConfoundedShapes
+    >>> scm_key(ConfoundedShapes(num_train=2, num_test=2))
+    {}
+    >>> scm = ConfoundedColourSCM.make(confounding=0.5)
+    >>> list(scm_key(ConfoundedShapes(num_train=2, num_test=2, scm=scm)))
+    ['scm']
+    """
+    if dataset is None or not getattr(dataset, "custom_scm", False):
+        return {}
+    from cauvade_pyro.datasets.shapes import scm_digest
+
+    return {"scm": scm_digest(dataset.scm)}
+
+
+def image_model_key(cfg: DictConfig, dataset=None) -> str:
+    """Hash of everything the shared image model depends on (not γ, not the member seed).
+
+    Pass the ``dataset`` the model is trained on: a dataset built with a custom SCM adds its tables' digest
+    (:func:`scm_key`), so a changed SCM never reuses a stale model. Without it (or with the default SCM) the key
+    is the config's alone.
+    """
     inference = cfg.inference
     spec = {
         # where the files live and whether they may be downloaded does not change the data
@@ -49,6 +74,7 @@ def image_model_key(cfg: DictConfig) -> str:
     }
     if inference.get("precision", "fp32") != "fp32":  # fp32 keys stay those of the models cached before the option
         spec["training"]["precision"] = inference.precision
+    spec.update(scm_key(dataset))
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -101,7 +127,7 @@ def shared_image_model(
     association with x), cached as ``cvae-<key>.pt``. Processes asking at once for a model not yet cached agree
     through a file lock (:func:`cauvade_pyro.cache.load_or_build`): one trains, the others wait and load it.
     """
-    key = image_model_key(cfg)
+    key = image_model_key(cfg, dataset)  # the cVAE's key below derives from it: it sees a custom SCM too
     prefix = "image"
     num_y = dataset.num_hue_bins
     if not condition_on_y:
@@ -170,8 +196,10 @@ def build_attributes(cfg: DictConfig, num_x: int, num_y: int) -> AttributeMixtur
     return AttributeMixture(int(cfg.model.K), num_x, num_y, y_given_xc=cfg.model.y_given_xc)
 
 
-def save_member(path: str | Path, cfg: DictConfig, model: ConfoundedAttributesModel, image_path: Path) -> Path:
-    """A member's checkpoint: its attribute-level state and a pointer to the shared image model."""
+def save_member(path: str | Path, cfg: DictConfig, model: ConfoundedAttributesModel, image_path: Path,
+                dataset=None) -> Path:
+    """A member's checkpoint: its attribute-level state and a pointer to the shared image model (whose key, like
+    :func:`shared_image_model`'s, includes a custom SCM of ``dataset``)."""
     return save_checkpoint(path, {
         "kind": "member",
         "config": _plain(cfg),
@@ -180,7 +208,7 @@ def save_member(path: str | Path, cfg: DictConfig, model: ConfoundedAttributesMo
         "attributes": {k: v.cpu() for k, v in model.attributes.state_dict().items()},
         "pyro_params": pyro_param_values(),
         "image_model_path": str(image_path),
-        "image_model_key": image_model_key(cfg),
+        "image_model_key": image_model_key(cfg, dataset),
         "num_x": model.attributes.num_x,
         "num_y": model.attributes.num_y,
         "image_shape": list(model.image_model.image_shape),
@@ -210,9 +238,9 @@ def load_member(
     return ConfoundedAttributesModel(attributes, image_model).to(device).eval()
 
 
-def latent_base_key(cfg: DictConfig) -> str:
+def latent_base_key(cfg: DictConfig, dataset=None) -> str:
     """Hash of everything the shared latent-response base depends on (not γ, not the member seed, not the
-    device, not ``member_epochs``)."""
+    device, not ``member_epochs``); a ``dataset`` with a custom SCM adds its digest, as in :func:`image_model_key`."""
     inference = cfg.inference
     spec = {
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download")},
@@ -224,6 +252,7 @@ def latent_base_key(cfg: DictConfig) -> str:
     }
     if inference.get("precision", "fp32") != "fp32":
         spec["training"]["precision"] = inference.precision
+    spec.update(scm_key(dataset))
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -243,7 +272,7 @@ def shared_latent_base(cfg: DictConfig, dataset, device: torch.device, progress:
     (:func:`~cauvade_pyro.inference.fit_latent_base`). A killed run resumes from ``latent-<key>.pt.partial``;
     concurrent processes agree on who trains it through a file lock (:func:`cauvade_pyro.cache.load_or_build`).
     """
-    key = latent_base_key(cfg)
+    key = latent_base_key(cfg, dataset)
     path = Path(cfg.cache_dir) / "latent_bases" / f"latent-{key}.pt"
 
     def load(file: Path) -> dict:

@@ -36,6 +36,9 @@ from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, 
 from .primitives import DATA_PLATE, confounder, data_size, register_params
 
 
+CLUSTER_PARAMS = ("pi_logits", "x_logits", "r_loc", "r_log_scale")  # the mixture's tables: π, p(x | c), μ, log σ
+
+
 class LatentResponseModel(nn.Module):
     """VaDE-style diagram: c → x, (x, c) → r (latent response), (x, r, ε) → image."""
 
@@ -75,7 +78,9 @@ class LatentResponseModel(nn.Module):
 
     def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
         data = data or {}
-        register_params("latent_response", self, ("decoder",), own=True)  # the guide registers encoder and head
+        register_params("latent_response", self, ("decoder",))  # the guide registers encoder and head
+        for name in CLUSTER_PARAMS:  # outside the module namespace: fit_svi(table_lr=...) gives them their own lr
+            pyro.param(f"latent_response_{name}", getattr(self, name))
         with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
             if self.warmup:
                 x = data["x"]
@@ -111,3 +116,47 @@ class LatentResponseModel(nn.Module):
 
     def decode(self, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(self._condition(x, r), eps))
+
+    def log_joint_c(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """log p(c, x, r) of every cluster c, shape ``x.shape + (K,)`` (the prior part of the program, exact)."""
+        log_pi = self.pi_logits.log_softmax(-1)
+        log_px = self.x_logits.log_softmax(-1)[:, x]  # (K, *x.shape)
+        log_pr = dist.Normal(self.r_loc[:, x], self.r_log_scale[:, x].exp()).log_prob(r).sum(-1)
+        return (log_pi.view(-1, *([1] * x.dim())) + log_px + log_pr).movedim(0, -1)
+
+    def posterior_c(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """p(c | x, r), shape ``x.shape + (K,)``: the posterior whose entropy the γ-term weighs."""
+        return self.log_joint_c(x, r).softmax(-1)
+
+    def posterior_c_given_x(self, x: torch.Tensor) -> torch.Tensor:
+        """p(c | x) ∝ π_c p(x | c): what conditioning on x weighs the clusters by (do(x) weighs them by π)."""
+        return (self.pi_logits.log_softmax(-1) + self.x_logits.log_softmax(-1)[:, x].T).softmax(-1)
+
+    @torch.no_grad()
+    def sample_given_x(self, x: int, num_samples: int) -> dict[str, torch.Tensor]:
+        """Observational draws given x, exactly: c ~ p(c | x), r ~ N(μ[c, x], σ[c, x]), ε ~ N(0, I); returns c, r,
+        eps and ``image_mean`` (what rejection sampling of the program given x draws, without the rejections)."""
+        device = self.pi_logits.device
+        xs = torch.full((num_samples,), int(x), dtype=torch.long, device=device)
+        c = torch.multinomial(self.posterior_c_given_x(xs[:1])[0], num_samples, replacement=True)
+        r = self.r_loc[c, xs] + self.r_log_scale[c, xs].exp() * torch.randn(num_samples, self.r_dim, device=device)
+        eps = torch.randn(num_samples, self.eps_dim, device=device)
+        return {"c": c, "r": r, "eps": eps, "image_mean": self.decode(xs, r, eps)}
+
+    def log_weight(self, image: torch.Tensor, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor,
+                   loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """log p(x, r, ε, image) − log q(r, ε | image, x) at (r, ε), c summed out exactly, at β = 1.
+
+        ``image`` float in [0, 1]; ``loc``, ``scale``: the guide's parameters (:meth:`encode`). Leading dims of
+        ``r`` and ``eps`` left of ``x``'s are particles. Its mean over guide draws is the ELBO, its log-mean-exp
+        over k draws the IWAE bound with k particles.
+        """
+        log_p = self.log_joint_c(x.expand(r.shape[:-1]), r).logsumexp(-1)
+        log_p = log_p + dist.Normal(0.0, 1.0).log_prob(eps).sum(-1)
+        batch = r.shape[:-1]
+        logits = self.decoder(self._condition(x.expand(batch).reshape(-1), r.reshape(-1, self.r_dim)),
+                              eps.reshape(-1, self.eps_dim))
+        target = image.expand(*batch, *image.shape[-3:]).reshape(-1, *image.shape[-3:])
+        log_p = log_p + image_likelihood(self.likelihood, logits).log_prob(target).reshape(batch)
+        z = torch.cat([r, eps], -1)
+        return log_p - dist.Normal(loc, scale).log_prob(z).sum(-1)

@@ -27,6 +27,8 @@ from torch import nn
 from .precision import autocast_forward
 
 IMAGE_SIZE = 28
+EPS_FILM = ("none", "last", "all")  # which FiLM layers of the conv decoder ε also drives (ConvDecoder)
+EMBED_DIM = 64
 
 
 class FiLM(nn.Module):
@@ -177,15 +179,32 @@ def _flatten_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[tuple[torch.Tensor,
 class ConvDecoder(nn.Module):
     """FiLM-conditioned transposed-conv decoder: (cond, eps) → image logits (C, 28, 28)."""
 
-    def __init__(self, cond_dim: int, eps_dim: int, channels: int = 3, hidden: int = 64, film: bool = True):
+    def __init__(self, cond_dim: int, eps_dim: int, channels: int = 3, hidden: int = 64, film: bool = True,
+                 eps_film: str = "none", colour_gain: bool = False):
         super().__init__()
-        self.channels, self.hidden, self.film = channels, hidden, film
+        if eps_film not in EPS_FILM:
+            raise ValueError(f"eps_film must be one of {EPS_FILM}, got {eps_film!r}")
+        self.channels, self.hidden, self.film, self.eps_film = channels, hidden, film, eps_film
         self.stem = nn.Linear(cond_dim + eps_dim, hidden * 7 * 7)
-        self.film0 = FiLM(cond_dim, hidden)
+        # eps_film: FiLM layers also driven by an embedding of (cond, ε), so ε can modulate the features
+        # (e.g. the image's colour) per image and in interaction with y; "none" builds exactly the plain decoder
+        rich_dim = cond_dim
+        if eps_film != "none":
+            self.embed = nn.Sequential(nn.Linear(cond_dim + eps_dim, EMBED_DIM), nn.SiLU())
+            rich_dim = cond_dim + EMBED_DIM
+        self.film0 = FiLM(rich_dim if eps_film == "all" else cond_dim, hidden)
         self.up1 = nn.ConvTranspose2d(hidden, hidden // 2, 4, stride=2, padding=1)  # 7 → 14
-        self.film1 = FiLM(cond_dim, hidden // 2)
+        self.film1 = FiLM(rich_dim if eps_film == "all" else cond_dim, hidden // 2)
         self.up2 = nn.ConvTranspose2d(hidden // 2, hidden // 2, 4, stride=2, padding=1)  # 14 → 28
-        self.film2 = FiLM(cond_dim, hidden // 2)
+        self.film2 = FiLM(rich_dim, hidden // 2)
+        # colour_gain: a per-image gain κ_c(cond, ε) ∈ (0, 1) per output channel multiplies the pixel probability,
+        # p_c = σ(ℓ_c) κ_c: one direct path for a colour (or brightness) that varies from image to image
+        self.colour_gain = colour_gain
+        if colour_gain:
+            self.gain = nn.Sequential(nn.Linear(cond_dim + eps_dim, EMBED_DIM), nn.SiLU(),
+                                      nn.Linear(EMBED_DIM, channels))
+            nn.init.zeros_(self.gain[2].weight)
+            nn.init.constant_(self.gain[2].bias, 4.0)  # κ ≈ 0.98 at the start: the plain decoder
         self.out = nn.Conv2d(hidden // 2, channels, 3, padding=1)
         self.act = nn.SiLU()
 
@@ -194,10 +213,16 @@ class ConvDecoder(nn.Module):
         cond, eps = broadcast_vectors(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
         h = self.stem(torch.cat([cond, eps], -1)).view(-1, self.hidden, 7, 7)
-        h = self.act(self._modulate(self.film0, h, cond))
-        h = self.act(self._modulate(self.film1, self.up1(h), cond))
-        h = self.act(self._modulate(self.film2, self.up2(h), cond))
+        rich = cond if self.eps_film == "none" else torch.cat([cond, self.embed(torch.cat([cond, eps], -1))], -1)
+        early = rich if self.eps_film == "all" else cond
+        h = self.act(self._modulate(self.film0, h, early))
+        h = self.act(self._modulate(self.film1, self.up1(h), early))
+        h = self.act(self._modulate(self.film2, self.up2(h), rich))
         logits = self.out(h)
+        if self.colour_gain:
+            log_gain = nn.functional.logsigmoid(self.gain(torch.cat([cond, eps], -1)))[..., None, None]
+            log_p = nn.functional.logsigmoid(logits.float()) + log_gain.float()
+            logits = log_p - torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))  # logit of σ(ℓ) κ
         return logits.reshape(batch_shape + logits.shape[1:])
 
     def _modulate(self, film: FiLM, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -288,10 +313,13 @@ class GaussianHead(nn.Module):
 
 ENCODERS = {"conv": ConvEncoder, "mlp": MLPEncoder}
 DECODERS = {"conv": ConvDecoder, "mlp": MLPDecoder}
+# Ablation variants of the conv decoder (benchmarks/image_model_ablation.py): conditions at the input only, or
+# ε driving the last FiLM layer ("colour") or every FiLM layer ("epsfilm") through an embedding of (cond, ε).
+CONV_VARIANTS = {"conv_concat": "none", "conv_colour": "last", "conv_epsfilm": "all", "conv_gain": "none"}
 
 
 def make_encoder(kind: str, channels: int, out_dim: int = 256) -> nn.Module:
-    kind = "conv" if kind == "conv_concat" else kind
+    kind = "conv" if kind in CONV_VARIANTS else kind
     if kind not in ENCODERS:
         raise ValueError(f"model.image.net must be one of {sorted(ENCODERS)}, got {kind!r}")
     return ENCODERS[kind](channels=channels, out_dim=out_dim)
@@ -301,6 +329,10 @@ def make_decoder(kind: str, cond_dim: int, eps_dim: int, channels: int) -> nn.Mo
     """``conv`` or ``mlp`` (both FiLM-conditioned), or ``conv_concat`` (conditions at the input only; an ablation)."""
     if kind == "conv_concat":
         return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, film=False)
+    if kind == "conv_gain":
+        return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, colour_gain=True)
+    if kind in CONV_VARIANTS:
+        return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, eps_film=CONV_VARIANTS[kind])
     if kind not in DECODERS:
         raise ValueError(f"model.image.net must be one of {sorted(DECODERS)}, got {kind!r}")
     return DECODERS[kind](cond_dim=cond_dim, eps_dim=eps_dim, channels=channels)

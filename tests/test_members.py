@@ -59,3 +59,54 @@ def test_a_cached_base_of_another_shape_is_refused_in_one_line(tmp_path):
     save_checkpoint(path, {"kind": "image_model", "key": latent_base_key(cfg), "state_dict": {}})
     with pytest.raises(ValueError, match="expected 'latent_response_base'"):
         shared_latent_base(cfg, build_dataset(cfg), torch.device("cpu"), progress=False)
+
+
+# ---- a custom SCM enters the keys of the shared image model, the cVAE and the latent base -----------------
+IMAGE_TINY = ["model.image.net=mlp", "dataset.num_train=64", "dataset.num_test=16", "inference.image_epochs=1",
+              "inference.batch_size=16", "progress=false"]
+
+
+def image_config(tmp_path):
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[*IMAGE_TINY, f"cache_dir={tmp_path / 'cache'}"])
+
+
+def shapes(cfg, scm=None):
+    from cauvade_pyro.datasets import ConfoundedShapes
+
+    return ConfoundedShapes(num_train=int(cfg.dataset.num_train), num_test=int(cfg.dataset.num_test), scm=scm)
+
+
+def test_keys_see_a_custom_scm_and_keep_the_default_ones(tmp_path):
+    from cauvade_pyro.datasets import ConfoundedColourSCM
+    from cauvade_pyro.members import image_model_key
+
+    cfg = image_config(tmp_path)
+    strong, weak = ConfoundedColourSCM.make(confounding=0.9), ConfoundedColourSCM.make(confounding=0.5)
+    tables = (weak.p_u.clone(), weak.p_x_given_u.clone(), weak.p_y_given_xu.clone())
+    same_as_weak = ConfoundedColourSCM(*tables)  # equal tables, another object
+    for key in (image_model_key, latent_base_key):
+        # the default SCM adds nothing: the key of a member checkpoint written from the config alone still matches
+        assert key(cfg, shapes(cfg)) == key(cfg)
+        # a custom SCM equal to the default one is still named by its tables (the config does not describe it)
+        assert key(cfg, shapes(cfg, strong)) != key(cfg)
+        assert key(cfg, shapes(cfg, weak)) != key(cfg, shapes(cfg, strong))
+        assert key(cfg, shapes(cfg, weak)) == key(cfg, shapes(cfg, same_as_weak))
+
+
+def test_a_changed_scm_never_reuses_a_cached_image_model_or_cvae(tmp_path):
+    from cauvade_pyro.datasets import ConfoundedColourSCM
+    from cauvade_pyro.members import shared_image_model
+
+    cfg = image_config(tmp_path)
+    cpu = torch.device("cpu")
+    weak = ConfoundedColourSCM.make(confounding=0.5)
+    other = ConfoundedColourSCM.make(confounding=0.2)
+    for condition_on_y in (True, False):  # the image model and the cVAE p(image | x)
+        _, first, trained = shared_image_model(cfg, shapes(cfg, weak), cpu, False, condition_on_y)
+        assert trained
+        _, second, trained = shared_image_model(cfg, shapes(cfg, other), cpu, False, condition_on_y)
+        assert trained and second != first  # another SCM: trained afresh, not the stale file
+        same = ConfoundedColourSCM(weak.p_u.clone(), weak.p_x_given_u.clone(), weak.p_y_given_xu.clone())
+        _, third, trained = shared_image_model(cfg, shapes(cfg, same), cpu, False, condition_on_y)
+        assert not trained and third == first  # the same tables: loaded

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmarks.quality import clipped_span, family_metrics, fid_summary, target_checks
+from benchmarks.quality import clipped_span, diversity_summary, family_metrics, fid_summary, target_checks
 
 
 def member(gamma, seed, test, validation, w1=0.1):
@@ -78,3 +78,24 @@ def test_infeasible_directed_members_are_dropped_counted_and_kept_out_of_coverag
     assert check["infeasible_dropped"] == 1 and check["members"] == 1
     assert check["max"] == [[0.45, 0.55]]  # the infeasible member's 0.6 is not in the range
     assert "not the family's coverage" in check["note"]
+
+
+def test_subclass_mix_is_averaged_over_members_and_x_apart_from_the_baselines():
+    def rows(tvs):
+        return [{"subclass_tv": tv, "within_bin_hue_w1": 0.1, "hue_entropy": 1.0} for tv in tvs]
+
+    members = [{**member(0.0, 0, 1.0, 1.0), "per_x": rows([0.1, 0.3])},
+               {**member(2.0, 0, 1.0, 1.0), "per_x": rows([0.5, 0.7])}]
+    base = {"cvae_rows": rows([0.6, 0.6]), "oracle_rows": rows([0.05, 0.15])}
+    evaluator = SimpleNamespace(subclass_reader=SimpleNamespace(groups=((0, 2), (5, 7))), subclass_floor=[0.01, 0.03],
+                                subclass_reader_accuracy=[0.7, 0.9],
+                                subclass_reference={0: torch.tensor([0.5, 0.5]), 1: torch.tensor([0.4, 0.6])})
+    div = diversity_summary(members, base, evaluator)
+    assert div["subclass_tv"] == pytest.approx(0.4)
+    assert div["subclass_tv_per_gamma"] == {"0.0": pytest.approx(0.2), "2.0": pytest.approx(0.6)}
+    assert div["subclass_members_per_x"] == [pytest.approx(0.3), pytest.approx(0.5)]
+    assert div["subclass_tv_cvae"] == pytest.approx(0.6) and div["subclass_tv_oracle"] == pytest.approx(0.1)
+    assert div["subclass_tv_reference_floor_per_x"] == [0.01, 0.03]
+    # a dataset without sub-classes (the shapes): no reader, no figure
+    shapes = SimpleNamespace(subclass_reader=None)
+    assert diversity_summary(members, base, shapes)["subclass_tv"] is None

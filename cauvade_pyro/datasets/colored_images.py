@@ -229,6 +229,7 @@ class ConfoundedImages:
             split: _Pool(data[f"{split}_images"], data[f"{split}_labels"], self.groups, f"{base} {split} split")
             for split in ("train", "test")
         }
+        self._label_pools: dict[str, _Pool] = {}  # pools by base label, built on first use (render_labels)
         digest = hashlib.sha1()
         for key in ("train_images", "train_labels", "test_images", "test_labels"):
             digest.update(data[key].contiguous().numpy().tobytes())
@@ -280,6 +281,42 @@ class ConfoundedImages:
             rows = slice(begin, begin + _CHUNK)
             images[rows] = _to_uint8(colourize(to_float(pool.images[index[rows]]), hue[rows]))
         return images, pool.labels[index]
+
+    @property
+    def subclass_labels(self) -> tuple[int, ...]:
+        """The base labels the classes of X are made of, sorted (binary X: several per class, its sub-classes)."""
+        return tuple(sorted({label for group in self.groups for label in group}))
+
+    def render_labels(
+        self, labels: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None, split: str = "train"
+    ) -> torch.Tensor:
+        """uint8 images (n, 3, 28, 28): base images of the base ``labels`` (e.g. Sandal = 5) from ``split``,
+        coloured as :meth:`render` colours them, with hues in bins ``y`` (what the sub-class reader
+        :func:`cauvade_pyro.metrics.subclass.train_subclass_reader` is trained on)."""
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        y = torch.as_tensor(y, dtype=torch.long)
+        if labels.shape != y.shape or labels.dim() != 1:
+            raise ValueError(f"labels, y: expected equal 1-d shapes, got {tuple(labels.shape)} and {tuple(y.shape)}")
+        known = self.subclass_labels
+        position = torch.full((max(known) + 1,), -1, dtype=torch.long)
+        position[list(known)] = torch.arange(len(known))
+        outside = (labels < 0) | (labels > max(known))
+        if bool(outside.any()) or bool((position[labels.clamp(0, max(known))] < 0).any()):
+            raise ValueError(f"labels: must be base labels of this dataset's classes {known}")
+        if split not in self._pools:
+            raise ValueError(f"split: must be 'train' or 'test', got {split!r}")
+        if split not in self._label_pools:
+            pool = self._pools[split]
+            self._label_pools[split] = _Pool(pool.images, pool.labels, tuple((label,) for label in known),
+                                             f"{self.base} {split} split")
+        pool = self._label_pools[split]
+        index = pool.draw(position[labels], generator)
+        hue = hue_in_bin(y, self.num_hue_bins, generator)
+        images = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)
+        for begin in range(0, len(labels), _CHUNK):
+            rows = slice(begin, begin + _CHUNK)
+            images[rows] = _to_uint8(colourize(to_float(pool.images[index[rows]]), hue[rows]))
+        return images
 
     def render(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None, split: str = "train"

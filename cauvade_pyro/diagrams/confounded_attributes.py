@@ -52,7 +52,7 @@ def fit_member(cfg: DictConfig, dataset, device, out_dir: Path):
                                        f"or inference.init_scale (now {cfg.inference.init_scale})"),
     )
     model = ConfoundedAttributesModel(attributes, image_model).eval()
-    save_member(out_dir / "checkpoint.pt", cfg, model, image_path)
+    save_member(out_dir / "checkpoint.pt", cfg, model, image_path, dataset)
     seed_everything(int(cfg.seed))
     return model, {"image_model": str(image_path), "attribute_loss_final": losses[-1]}, evaluate_confounded_attributes
 

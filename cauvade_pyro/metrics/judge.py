@@ -204,6 +204,8 @@ def train_judge(
         torch.manual_seed(seed)
         judge = AttributeJudge(dataset.num_classes, dataset.num_hue_bins, channels, height)
     judge.to(device)
+    # where it is cached: readers trained for the same evaluation (e.g. the sub-class reader) are cached beside it
+    judge.cache_dir = None if cache_dir is None else str(cache_dir)
 
     def fit() -> AttributeJudge:
         _fit_judge(judge, dataset, seed, num_images, epochs, device, max_blur_sigma, prefix)
