@@ -67,13 +67,13 @@ FINDINGS = [
     "between variants.",
     "Error 1, the routing through c: with the GMM's p(x | c), do(x) differs from conditioning by W1 0.002-0.025 "
     "(seed 0) and 0.062-0.086 (seed 1); tying p(x | c) gives 0.001-0.014. At lr 2e-3 the gamma-term hardly "
-    "moves the tables (H[c | x] 0.96 at gamma -2 and -20); cluster_lr 0.05 lets it act (H[c | x, r] 0.14 -> 0.91).",
+    "moves the tables (H[c | x] 0.96 nats of log 4 at gamma -2 and -20); cluster_lr 0.05 lets it act (H[c | x, r] 0.14 -> 0.91).",
     "Error 2, the image model: its own conditional images miss the observational P(hue | x) by 0.050-0.138 in "
     "every variant, c independent of x included. Held-out images decoded from their posterior codes are within "
     "0.009-0.012 of it after 15 epochs (judge floor 0.009); with eps from its N(0, I) prior 0.073-0.092, with r "
     "from p(r | x) 0.030-0.093: the priors of r and eps do not match the encoder's codes.",
-    "5 epochs: reconstructions keep the hue bin in 0.50-0.61, samples collapse onto the modal bin; 15 epochs: "
-    "reconstructions 0.93-1.00, samples spread the hue (disc P(bin 0) 0.23 vs observational 0.61, the issue's "
+    "5 epochs: reconstructions keep the hue bin in 0.50-0.61, samples crowd into few bins; 15 epochs: "
+    "reconstructions 0.71-1.00, samples spread the hue (disc P(bin 0) 0.23 vs observational 0.61, the issue's "
     "0.25). The spread is flatter like the truth's P(hue | do(x)), so W1 to the truth 0.06-0.13 here is not "
     "evidence that the mixture found U.",
     "VaDE mode (no x, K = 10, MLP nets, 60 000 Fashion-MNIST training images, warm-up 5 + 15 epochs, scored on "

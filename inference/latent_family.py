@@ -73,8 +73,9 @@ def fit_latent_base(
 
     ``cluster_lr``: the learning rate of the mixture's tables (π, p(x | c), μ, log σ); None: ``lr``, like the
     networks. At lr = 2e-3 Adam moves a table entry by at most ≈ 2e-3 per step, while the GMM initialisation
-    puts the clusters' log p(x | c) nats apart: measured on 3000 shapes (77 steps), H[c | x] stayed at 0.96 of
-    log 4 at γ = −2 and at γ = −20, and rose to 1.22 with ``cluster_lr=0.05`` (benchmarks/latent_response.py).
+    puts the clusters' log p(x | c) nats apart: measured on 3000 shapes (77 steps), H[c | x] stayed at 0.96 nats (of
+    log 4 = 1.39) at γ = −2 and at γ = −20, and rose to 1.22 with ``cluster_lr=0.05`` at γ = −20
+    (benchmarks/latent_response.py).
 
     ``resume`` passes ``checkpoint_path``, ``checkpoint_every``, ``resume_from``, ``fingerprint`` and ``hint`` on
     to :func:`~cauvade_pyro.inference.train.fit_svi`. A training state to resume from already holds every

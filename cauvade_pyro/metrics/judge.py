@@ -258,8 +258,9 @@ def _fit_judge(
             # One blur level per batch: cheap, and over the epoch it covers σ ∈ [0, max_blur_sigma].
             sigma = max_blur_sigma * float(torch.rand((), generator=generator))
             batch = random_blur(images[index], sigma)
-            class_logits, hue_logits = judge(batch)
-            loss = F.cross_entropy(class_logits, classes[index]) + F.cross_entropy(hue_logits, hue_bins[index])
+            with torch.enable_grad():  # callers may sit under no_grad (an evaluation that trains a reader on demand)
+                class_logits, hue_logits = judge(batch)
+                loss = F.cross_entropy(class_logits, classes[index]) + F.cross_entropy(hue_logits, hue_bins[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -68,3 +68,15 @@ def test_cache_key_depends_on_settings_and_data(data):
 def test_predict_handles_empty_input(judge):
     class_pred, hue_pred = judge.predict(torch.zeros(0, 3, 28, 28))
     assert class_pred.shape == (0,) and hue_pred.shape == (0,)
+
+
+def test_a_judge_trains_even_when_called_under_no_grad(tmp_path):
+    """An evaluation runs under no_grad and may train a reader on demand (the sub-class reader on a cold cache)."""
+    import torch
+
+    from cauvade_pyro.datasets import ConfoundedShapes
+    from cauvade_pyro.metrics import train_judge
+
+    with torch.no_grad():
+        judge = train_judge(ConfoundedShapes(num_train=8, num_test=8), num_images=256, epochs=1, cache_dir=tmp_path)
+    assert any(p.abs().sum() > 0 for p in judge.parameters())
