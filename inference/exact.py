@@ -92,12 +92,18 @@ def compress(data: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     """
     names = list(data)
     values = [torch.as_tensor(data[name]) for name in names]
-    if not values or any(v.dim() != 1 or v.dtype.is_floating_point or v.dtype == torch.bool for v in values):
+    if not _label_vectors(values):
         return None
     stacked = torch.stack([v.long() for v in values], dim=1)
     unique, counts = torch.unique(stacked, dim=0, return_counts=True)
     rows = {name: unique[:, i].to(values[i].dtype) for i, name in enumerate(names)}
     return rows, counts.to(torch.get_default_dtype())
+
+
+def _label_vectors(values) -> bool:
+    """Whether every value is a 1-D integer label vector (what :func:`compress` can count)."""
+    return bool(values) and all(v.dim() == 1 and not v.dtype.is_floating_point and v.dtype != torch.bool
+                                for v in values)
 
 
 def compress_outcome(
@@ -111,7 +117,7 @@ def compress_outcome(
     >>> rows["x"].tolist(), counts.tolist()
     ([0, 1], [[1.0, 2.0], [1.0, 0.0]])
     """
-    if outcome not in data or len(data) < 2 or compress(data) is None:
+    if outcome not in data or len(data) < 2 or not _label_vectors([torch.as_tensor(v) for v in data.values()]):
         return None
     others = {name: value for name, value in data.items() if name != outcome}
     stacked = torch.stack([torch.as_tensor(v).long() for v in others.values()], dim=1)
@@ -201,6 +207,22 @@ def _outcome_dim(trace, outcome: str) -> int:
     return dim
 
 
+def _by_outcome(trace, outcome: str, exclude: Iterable[str], num_rows: int):
+    """J over the sites not in ``exclude``, expanded to every enumeration dim, and its log-sum over every enumerated
+    site but ``outcome`` (dims kept): returns (J, that log-sum, the enumeration dim of each site, the outcome's)."""
+    outcome_dim = _outcome_dim(trace, outcome)
+    joint, enum_dims = _joint(trace, exclude, num_rows)
+    dims = sorted({d for d in enum_dims.values()})
+    joint = joint.expand(torch.broadcast_shapes(joint.shape, (1,) * (-min(dims) - 1) + (num_rows,)))
+    others = [d for d in dims if d != outcome_dim]
+    return joint, (joint.logsumexp(others, keepdim=True) if others else joint), enum_dims, outcome_dim
+
+
+def _outcome_last(tensor: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """(…, |O| at the outcome's dim, …, rows) with every other dim of size 1 → (rows, |O|)."""
+    return tensor.reshape(-1, num_rows).transpose(0, 1)
+
+
 def enumerate_outcome(
     model: Callable, rows: Mapping[str, torch.Tensor], outcome: str, max_plate_nesting: int = 1
 ) -> Enumerated:
@@ -222,22 +244,17 @@ def enumerate_outcome(
     """
     num_rows = len(next(iter(rows.values())))
     trace = _enumerated_trace(model, rows, max_plate_nesting)
-    outcome_dim = _outcome_dim(trace, outcome)
-    joint, enum_dims = _joint(trace, (), num_rows)
-    dims = sorted({d for d in enum_dims.values()})
-    joint = joint.expand(torch.broadcast_shapes(joint.shape, (1,) * (-min(dims) - 1) + (num_rows,)))
-    others = [d for d in dims if d != outcome_dim]
-    log_evidence = joint.logsumexp(others, keepdim=True) if others else joint
-    to_rows = lambda t: t.reshape(-1, num_rows).transpose(0, 1)  # noqa: E731 - only the outcome dim is left > 1
+    joint, log_evidence, enum_dims, outcome_dim = _by_outcome(trace, outcome, (), num_rows)
     confounders = tuple(name for name in enum_dims if is_confounder(trace.nodes[name]))
     log_post = joint - log_evidence
     entropy = torch.zeros_like(log_evidence)
     for name in confounders:
-        rest = [d for d in dims if d not in (enum_dims[name], outcome_dim)]
+        rest = [d for d in set(enum_dims.values()) if d not in (enum_dims[name], outcome_dim)]
         log_marginal = log_post.logsumexp(rest, keepdim=True) if rest else log_post
         clamped = log_marginal.clamp(min=torch.finfo(log_marginal.dtype).min)
         entropy = entropy - (clamped * log_marginal.exp()).sum(enum_dims[name], keepdim=True)
-    return Enumerated(to_rows(log_evidence), to_rows(entropy.expand_as(log_evidence)), confounders)
+    return Enumerated(_outcome_last(log_evidence, num_rows), _outcome_last(entropy.expand_as(log_evidence), num_rows),
+                      confounders)
 
 
 def mean_loglik(model: Callable, data: Mapping[str, torch.Tensor], max_plate_nesting: int = 1) -> float:
@@ -302,14 +319,8 @@ def _interventional_table_enumerated(model, treatment, num_treatment, outcome, n
     if treatment not in trace.nodes or trace.nodes[treatment]["type"] != "sample":
         sites = sorted(n for n, s in trace.nodes.items() if s["type"] == "sample")
         raise ValueError(f"the diagram has no sample site {treatment!r}; its sites are {sites}")
-    outcome_dim = _outcome_dim(trace, outcome)
-    joint, enum_dims = _joint(trace, (treatment,), num_treatment)
-    dims = sorted({d for d in enum_dims.values()})
-    joint = joint.expand(torch.broadcast_shapes(joint.shape, (1,) * (-min(dims) - 1) + (num_treatment,)))
-    others = [d for d in dims if d != outcome_dim]
-    if others:
-        joint = joint.logsumexp(others, keepdim=True)
-    table = joint.reshape(-1, num_treatment).transpose(0, 1)
+    _, log_table, _, _ = _by_outcome(trace, outcome, (treatment,), num_treatment)
+    table = _outcome_last(log_table, num_treatment)
     if table.shape != (num_treatment, num_outcome):
         raise ValueError(f"the outcome {outcome!r} has {table.shape[1]} values, expected {num_outcome}")
     return table.exp()

@@ -562,7 +562,8 @@ def fit_family(
     probe = torch.Generator().manual_seed(7_919 + seed)
     engine.choose_path({name: value + torch.randn(value.shape, generator=probe) for name, value in initial.items()})
     tol = _train_tolerance(tau, engine) if train_tolerance is None else float(train_tolerance)
-    bar = tqdm(total=steps + member_steps * (2 if gammas else 1), desc="family", unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=steps + member_steps * (2 if gammas else 1), desc="family", unit="step", disable=not progress,
+               leave=False)
 
     def stacked(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {name: torch.stack([state[name] for state in states]) for name in initial}
@@ -675,7 +676,13 @@ def fit_family(
     accepted: list[Member] = []
     paths = {name: prefix + path for name, path in engine.module_paths.items()}
 
-    def consider(spec, state, train_value, held_value, entropy_value, table, gamma, was_repaired) -> bool:
+    def consider(spec, state, train_value, held_value, entropy_value, table, gamma, was_repaired,
+                 inside_band_only: bool = False) -> bool:
+        if inside_band_only and held_value < best_held:
+            # a refill or a fixed-γ member joins inside the band [best, best + τ] the others were accepted in; one
+            # that would fit better would move the band and push out members accepted against it (the extreme ones)
+            dropped["better_than_band"] += 1
+            return False
         if held_value > best_held + tau:
             dropped["fit"] += 1
             return False
@@ -689,11 +696,8 @@ def fit_family(
         return True
 
     for i, (spec, _) in enumerate(candidates):
-        if not bool(trained[i]) and float(held_nll[i]) < best_held:
-            dropped["better_than_band"] += 1
-            continue
         consider(spec, unstack(all_params, i), float(train_nll[i]), float(held_nll[i]), float(entropy[i]), tables[i],
-                 float(gammas[i]), i in repaired)
+                 float(gammas[i]), i in repaired, inside_band_only=not bool(trained[i]))
     # duplicates are replaced by fresh random directions, started from the restarts in turn (one round)
     refill = min(dropped["duplicate"], refills)
     if refill:
@@ -705,13 +709,8 @@ def fit_family(
             f_train, f_entropy, f_tables = engine.stack(fresh)
             f_held = engine.stack(fresh, "heldout")[0]
         for i, spec in enumerate(refill_specs):
-            if float(f_held[i]) < best_held:
-                # a refill joins inside the band [best, best + τ] the others were accepted in; one that would fit
-                # better would move the band and push out members accepted against it (the extreme ones)
-                dropped["better_than_band"] += 1
-                continue
             consider(spec, unstack(fresh, i), float(f_train[i]), float(f_held[i]), float(f_entropy[i]), f_tables[i],
-                     float(fresh_gammas[i]), False)
+                     float(fresh_gammas[i]), False, inside_band_only=True)
     bar.close()
     family = Family(accepted, treatment, outcome, cards[0], cards[1], tau, best_held, dropped)
     family.seconds = time.perf_counter() - started
