@@ -53,6 +53,10 @@ VARIANTS = {
     # a per-image channel gain κ(x, y, ε) on the pixel probabilities: a direct path for colour and brightness
     "conv FiLM, channel gain from (x, y, eps), eps 4": {"net": "conv_gain", "eps_dim": 4, "kl_weight": 1.0},
     "conv FiLM, channel gain from (x, y, eps), eps 6": {"net": "conv_gain", "eps_dim": 6, "kl_weight": 1.0},
+    # β on the KL ramped from 0 over the first epoch(s): ε is used before the KL can close it (a training change)
+    "conv FiLM, eps 4, KL warm-up 1 epoch": {"net": "conv", "eps_dim": 4, "kl_weight": 1.0, "kl_warmup_epochs": 1},
+    "conv FiLM, eps 4, KL warm-up 2 epochs": {"net": "conv", "eps_dim": 4, "kl_weight": 1.0, "kl_warmup_epochs": 2},
+    "conv FiLM, eps 6, KL warm-up 2 epochs": {"net": "conv", "eps_dim": 6, "kl_weight": 1.0, "kl_warmup_epochs": 2},
 }
 
 
@@ -130,9 +134,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.kl_weight is not None:
             variant["kl_weight"] = args.kl_weight
         torch.manual_seed(0)
+        warmup = variant.pop("kl_warmup_epochs", 0)
         model = ConditionalImageModel(dataset.num_classes, dataset.num_hue_bins, dataset.image_shape, **variant)
+        variant["kl_warmup_epochs"] = warmup
         started = time.perf_counter()
-        fit_image_model(model, dataset.train, epochs=args.epochs, batch_size=256, lr=2e-3, seed=0, progress=False)
+        fit_image_model(model, dataset.train, epochs=args.epochs, batch_size=256, lr=2e-3, seed=0, progress=False,
+                        kl_warmup_epochs=warmup)
         model.eval()
         row = {"variant": name, **variant, "epochs": args.epochs, "train_s": round(time.perf_counter() - started, 1),
                "heldout_elbo": round(heldout_image_elbo(model, dataset.test), 2),

@@ -33,18 +33,33 @@ def fit_image_model(
     seed: int,
     clip_norm: float = 10.0,
     progress: bool = True,
+    kl_warmup_epochs: float = 0.0,
     **resume,
 ) -> list[float]:
     """Train the shared p(image | x, y) on ``data`` (keys ``x``, ``y``, ``image``).
 
+    ``kl_warmup_epochs`` > 0 ramps β on KL(q(ε) ‖ N(0, I)) linearly from 0 to the model's ``kl_weight`` over
+    that many epochs (then holds it): with the KL free at first, the encoder puts what the conditions do not
+    fix (position, size, the hue inside its bin) into ε before the KL can close ε down.
     ``resume`` passes ``checkpoint_path``, ``checkpoint_every``, ``resume_from``, ``fingerprint`` and ``hint``
     on to :func:`~cauvade_pyro.inference.train.fit_svi`.
     """
-    return fit_member(
-        image_model.model, image_model.guide, {k: data[k] for k in ("x", "y", "image")}, gamma=0.0, seed=seed,
-        module=image_model, epochs=epochs, batch_size=batch_size, lr=lr, clip_norm=clip_norm, progress=progress,
-        desc="image model", **resume,
-    )
+    if not kl_warmup_epochs >= 0:
+        raise ValueError(f"kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}")
+    kl_weight = image_model.kl_weight
+    warmup_steps = kl_warmup_epochs * max(1, len(data["x"]) // min(batch_size, len(data["x"])))
+
+    def schedule(step: int, total: int) -> None:
+        image_model.kl_weight = kl_weight * min(1.0, (step + 1) / warmup_steps) if warmup_steps else kl_weight
+
+    try:
+        return fit_member(
+            image_model.model, image_model.guide, {k: data[k] for k in ("x", "y", "image")}, gamma=0.0, seed=seed,
+            module=image_model, epochs=epochs, batch_size=batch_size, lr=lr, clip_norm=clip_norm,
+            progress=progress, desc="image model", before_step=schedule, **resume,
+        )
+    finally:
+        image_model.kl_weight = kl_weight
 
 
 def fit_attribute_member(

@@ -187,6 +187,7 @@ def fit_svi(
     hint: str = "try a lower learning rate or likelihood scale, or a smaller clip norm",
     precision: str = "fp32",
     table_lr: float | None = None,
+    before_step: Callable[[int, int], None] | None = None,
 ) -> list[float]:
     """Fit ``model``/``guide`` to ``data`` (a dict of equal-length tensors) with SVI; return the logged losses.
 
@@ -194,6 +195,8 @@ def fit_svi(
     A loss is logged every ``log_every`` steps; the host reads the losses only then (no sync per step).
     ``precision="bf16"`` autocasts the networks (not the sum over c). ``table_lr`` gives plain ``pyro.param``
     sites (tables, logits) their own learning rate; the networks registered with ``pyro.module`` keep ``lr``.
+    ``before_step(step, total)`` runs before every step (a schedule, e.g. a KL warm-up; after a resume it sees
+    the same step numbers as the uninterrupted fit).
     With ``checkpoint_path`` a training state is written every
     ``checkpoint_every`` steps (0: only at the end); ``resume_from`` continues from one, after checking that
     its ``fingerprint`` (the config that determines the fit) equals this one's. A non-finite loss raises
@@ -273,6 +276,8 @@ def fit_svi(
                 order = order.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else order
             index = order[position * batch_size : (position + 1) * batch_size]
             batch = to_float_images({k: v[index] for k, v in data.items()})
+        if before_step is not None:
+            before_step(step, total)
         done = step + 1
         log_step = is_logged(step)
         checkpoint_step = checkpoint_path is not None and (

@@ -110,3 +110,23 @@ def test_a_changed_scm_never_reuses_a_cached_image_model_or_cvae(tmp_path):
         same = ConfoundedColourSCM(weak.p_u.clone(), weak.p_x_given_u.clone(), weak.p_y_given_xu.clone())
         _, third, trained = shared_image_model(cfg, shapes(cfg, same), cpu, False, condition_on_y)
         assert not trained and third == first  # the same tables: loaded
+
+
+def test_a_member_fitted_on_a_custom_scm_reloads_with_its_own_image_model(tmp_path):
+    from cauvade_pyro.datasets import ConfoundedColourSCM
+    from cauvade_pyro.members import build_attributes, load_member, save_member, shared_image_model
+    from cauvade_pyro.models import ConfoundedAttributesModel
+
+    cfg = image_config(tmp_path)
+    data = shapes(cfg, ConfoundedColourSCM.make(confounding=0.5))
+    image_model, image_path, _ = shared_image_model(cfg, data, torch.device("cpu"), False, True)
+    attributes = build_attributes(cfg, data.num_classes, data.num_hue_bins)
+    member = ConfoundedAttributesModel(attributes, image_model)
+    saved = save_member(tmp_path / "member.pt", cfg, member, image_path, data)
+    loaded = load_member(saved)
+    for name, value in member.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    # written without the dataset, the member points at the default SCM's key: reloading refuses the SCM's file
+    stale = save_member(tmp_path / "stale.pt", cfg, member, image_path)
+    with pytest.raises(ValueError, match="is not the image model this member was fitted with"):
+        load_member(stale)

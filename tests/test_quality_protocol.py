@@ -11,21 +11,25 @@ import torch
 from benchmarks.quality import clipped_span, diversity_summary, family_metrics, fid_summary, target_checks
 
 
-def member(gamma, seed, test, validation, w1=0.1):
+def member(gamma, seed, test, validation, w1=0.1, observational=None):
+    observational = test if observational is None else observational
     return {"gamma": gamma, "seed": seed, "fid_mean": test, "fid_validation_mean": validation,
-            "within_bin_hue_w1": w1, "per_x": []}
+            "fid_observational_mean": observational, "within_bin_hue_w1": w1,
+            "per_x": [{"w1_images_to_observational": 0.01}]}
 
 
 @pytest.fixture
 def records():
     members = [
-        member(-1.0, 0, 9.0, 9.0), member(-1.0, 1, 11.0, 11.0),
+        member(-1.0, 0, 9.0, 9.0, observational=3.0), member(-1.0, 1, 11.0, 11.0, observational=5.0),
         member(0.0, 0, 6.0, 8.0), member(0.0, 1, 10.0, 8.5),
         member(2.0, 0, 3.0, 7.0),  # best on the test set, but not on validation
         member(2.0, 1, 5.0, 4.0),  # best on validation: the one selected
     ]
-    base = {"cvae_rows": [{"fid": 10.0}, {"fid": 12.0}], "oracle_rows": [{"fid": 2.0}, {"fid": 2.0}]}
-    ctx = {"evaluator": SimpleNamespace(fid_floor=[0.5, 0.7])}
+    base = {"cvae_rows": [{"fid": 10.0, "fid_observational": 6.0, "w1_images_to_observational": 0.2},
+                          {"fid": 12.0, "fid_observational": 8.0, "w1_images_to_observational": 0.3}],
+            "oracle_rows": [{"fid": 2.0, "fid_observational": 20.0}, {"fid": 2.0, "fid_observational": 20.0}]}
+    ctx = {"evaluator": SimpleNamespace(fid_floor=[0.5, 0.7], observational_fid_floor=[0.4, 0.6])}
     return members, base, ctx
 
 
@@ -38,13 +42,19 @@ def test_member_and_gamma_are_selected_on_validation_and_scored_on_test(records)
     assert fid["per_gamma_mean_over_seeds"] == {"-1.0": 10.0, "0.0": 8.0, "2.0": 4.0}
     assert fid["observational_end_mean"] == 10.0 and fid["cvae_mean"] == 11.0
     assert fid["best_gamma0_seed_test"] == 6.0 and fid["reference_floor_mean"] == pytest.approx(0.6)
+    # the observational-reference block averages only the γ ≤ −1 members, each model on its own key
+    observational = fid["observational_reference"]
+    assert observational["observational_end_mean"] == 4.0 and observational["cvae_mean"] == 7.0
+    assert observational["oracle_mean"] == 20.0 and observational["reference_floor_mean"] == pytest.approx(0.5)
+    assert observational["w1_images_to_observational"]["cvae_mean"] == pytest.approx(0.25)
 
 
 def test_targets_compare_the_selected_member_and_means(records):
     members, base, ctx = records
     # 0.5 × cVAE = 4.5: the selected member's test FID (5.0) misses it, though its validation FID (4.0) and
     # the best test FID of any member (3.0) would pass
-    base["cvae_rows"] = [{"fid": 9.0}, {"fid": 9.0}]
+    for row in base["cvae_rows"]:
+        row["fid"] = 9.0
     fid = fid_summary(ctx, members, base)
     family = {"gamma_seed": {"coverage": 1.0, "span_mean": 0.6}}
     effect = {"x_flip_follows": 0.95, "y_flip_follows": 0.95}
@@ -53,6 +63,8 @@ def test_targets_compare_the_selected_member_and_means(records):
     assert targets["fid_selected_member_below_best_gamma0_seed"]  # 5.0 < 6.0
     assert targets["fid_selected_gamma_mean_below_gamma0_mean"]  # per-γ test means: 4.0 < 8.0
     assert targets["fid_observational_end_le_cvae"] is False  # 10.0 > 9.0
+    # against the observational images the observational end (mean 4.0) beats the cVAE (7.0)
+    assert targets["fid_observational_end_le_cvae_observational_reference"] is True
     assert not targets["within_bin_hue_w1_le_0.05"]
 
 

@@ -332,6 +332,14 @@ class ConfoundedImages:
         sample["image"], sample["label"] = self._render(sample["x"], sample["y"], generator, split)
         return sample
 
+    def sample_conditional(
+        self, x: int, n: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Observational images given X = x: U ~ P(U | x), Y ~ P(Y | x, U), a base test image of class x, hue Y."""
+        sample = self.scm.sample_conditional(x, n, generator)
+        sample["image"], sample["label"] = self._render(sample["x"], sample["y"], generator, "test")
+        return sample
+
     def sample_reference(
         self, x: int, n: int, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:

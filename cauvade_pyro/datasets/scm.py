@@ -189,6 +189,17 @@ class ConfoundedColourSCM:
         y = sample_categorical(self.p_y_given_xu[x, u], None, generator)
         return {"u": u, "x": torch.full((n,), x, dtype=torch.long), "y": y}
 
+    def sample_conditional(
+        self, x: int, n: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Observational draws given X = x: U ~ P(U | x), Y ~ P(Y | x, U). Returns LongTensors ``u, x, y``."""
+        n = _check_count(n)
+        x = self._check_class(x)
+        p_u_given_x = self.p_u * self.p_x_given_u[:, x]
+        u = sample_categorical(p_u_given_x / p_u_given_x.sum(), n, generator)
+        y = sample_categorical(self.p_y_given_xu[x, u], None, generator)
+        return {"u": u, "x": torch.full((n,), x, dtype=torch.long), "y": y}
+
     # ------------------------------------------------------------------ exact queries
     def p_x(self) -> torch.Tensor:
         """P(x) = Σ_u P(u) P(x | u), shape (NX,)."""

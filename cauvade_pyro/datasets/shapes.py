@@ -316,6 +316,15 @@ class ConfoundedShapes:
         sample["image"] = self.render(sample["x"], sample["y"], generator)
         return sample
 
+    def sample_conditional(
+        self, x: int, n: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Observational images given X = x: U ~ P(U | x), Y ~ P(Y | x, U), image of class x with hue Y (what a
+        model of P(image | x) should reproduce)."""
+        sample = self.scm.sample_conditional(x, n, generator)
+        sample["image"] = self.render(sample["x"], sample["y"], generator)
+        return sample
+
     def sample_reference(
         self, x: int, n: int, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:

@@ -59,6 +59,18 @@ def test_observational_sampler_matches_table(scm):
         assert (histogram - truth[x]).abs().max() < TOLERANCE
 
 
+def test_conditional_sampler_matches_the_observational_table(scm):
+    generator = torch.Generator().manual_seed(2)
+    observational, p_u_given_x = scm.observational_y_given_x(), scm.p_u[:, None] * scm.p_x_given_u
+    for x in range(scm.num_classes):
+        sample = scm.sample_conditional(x, NUM_SAMPLES, generator)
+        assert (sample["x"] == x).all()
+        assert (hue_histogram(sample["y"], scm.num_hue_bins) - observational[x]).abs().max() < TOLERANCE
+        # U is drawn from P(U | x), not from its prior (what tells it from sample_interventional)
+        p_u = p_u_given_x[:, x] / p_u_given_x[:, x].sum()
+        assert (hue_histogram(sample["u"], scm.num_confounders) - p_u).abs().max() < TOLERANCE
+
+
 def test_default_confounding_separates_observational_from_interventional(scm):
     observational, interventional = scm.observational_y_given_x(), scm.interventional_y()
     for x in range(scm.num_classes):

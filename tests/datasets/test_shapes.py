@@ -68,6 +68,8 @@ def test_reference_and_observational_samplers(data):
     assert torch.equal(_pixel_hue_bins(reference["image"], 6), reference["y"])
     observational = data.sample_observational(40, generator)
     assert set(observational) == {"x", "y", "u", "image"}
+    conditional = data.sample_conditional(1, 50, generator)
+    assert (conditional["x"] == 1).all() and torch.equal(_pixel_hue_bins(conditional["image"], 6), conditional["y"])
 
 
 def test_render_every_shape_is_large_and_centred():

@@ -149,3 +149,29 @@ def test_a_training_step_would_not_sync_a_gpu(diagram):
         float(loss)
         torch.distributions.Normal(torch.zeros(3), 1.0, validate_args=False)
     assert audit.calls == ["__float__", "torch.tensor(1.0)"]
+
+
+def test_kl_warmup_ramps_beta_from_zero_and_restores_it():
+    """fit_image_model(kl_warmup_epochs=e) scales the ε sites by β·min(1, step/steps_in_e_epochs) at each step
+    (read inside the model, as the ELBO sees it) and leaves the model's own β as it was."""
+    from cauvade_pyro.inference import fit_image_model
+    from cauvade_pyro.models import ConditionalImageModel
+
+    torch.manual_seed(0)
+    model = ConditionalImageModel(2, 2, (1, 28, 28), net="mlp", eps_dim=2, kl_weight=2.0)
+    seen = []
+    original = model.sample_image
+
+    def spy(x, y, image):
+        seen.append(model.kl_weight)
+        return original(x, y, image)
+
+    model.sample_image = spy
+    data = {"x": torch.randint(2, (32,)), "y": torch.randint(2, (32,)),
+            "image": torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8)}
+    fit_image_model(model, data, epochs=3, batch_size=8, lr=1e-3, seed=0, progress=False, kl_warmup_epochs=2)
+    # 4 steps per epoch: β ramps over the first 8 steps (one model call per step), then holds at 2.0
+    assert seen == pytest.approx([2.0 * min(1.0, (step + 1) / 8) for step in range(12)])
+    assert model.kl_weight == 2.0
+    with pytest.raises(ValueError, match="kl_warmup_epochs must be >= 0"):
+        fit_image_model(model, data, epochs=1, batch_size=8, lr=1e-3, seed=0, progress=False, kl_warmup_epochs=-1)
