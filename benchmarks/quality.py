@@ -908,9 +908,21 @@ def markdown_table(results: dict[str, dict]) -> str:
                 f"{f['gamma0_mean_over_seeds']:.1f}; oracle {f['oracle_mean']:.1f} vs floor "
                 f"{f['reference_floor_mean']:.1f} {mark(r, 'fid_oracle_le_5x_floor')}")
 
+    def observational(r):
+        f = r["fid"].get("observational_reference")
+        if f is None:
+            return "— (not measured in this JSON)"
+        w1 = f["w1_images_to_observational"]
+        return (f"observational end {f['observational_end_mean']:.1f} vs cVAE {f['cvae_mean']:.1f} "
+                f"{mark(r, 'fid_observational_end_le_cvae_observational_reference')} (floor "
+                f"{f['reference_floor_mean']:.1f}); W1 of P(hue \\| x) to the data's: {w1['observational_end_mean']:.3f} "
+                f"vs {w1['cvae_mean']:.3f}")
+
     rows = [
         ("FID vs the unconfounded test reference (mean over x)",
          "selected ≤ 0.5 × cVAE; γ ≤ −1 mean ≤ cVAE; oracle ≤ 5 × floor", fid),
+        ("FID vs observational images given x (both should model P(image \\| x))", "γ ≤ −1 mean ≤ cVAE",
+         observational),
         ("within-bin hue W1 (bin widths, read from pixels)", "≤ 0.05",
          lambda r: f"{_num(r['diversity']['within_bin_hue_w1'])} {mark(r, 'within_bin_hue_w1_le_0.05')}"),
         ("sub-class mix of do(x) images: TV to the reference's (read by a classifier of real images)", "report",
