@@ -18,6 +18,7 @@ from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
 from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response
 from .latent_family import base_state, fine_tune_member, fit_latent_base, warm_start
+from .latent_prior import refit_latent_prior
 from .intervene import intervene, sample_conditional, sample_observational
 from .train import fit_diagram, fit_member, fit_svi, resolve_device, seed_everything, to_float_images
 from .loglik import attribute_loglik, iwae_image_loglik, table_loglik
@@ -33,6 +34,7 @@ __all__ = [
     "base_state",
     "fine_tune_member",
     "fit_latent_base",
+    "refit_latent_prior",
     "warm_start",
     "FORMAT_VERSION",
     "GammaEntropyELBO",
