@@ -69,3 +69,53 @@ def test_vade_mode_runs_at_toy_size_when_fashion_mnist_is_installed(tmp_path):
     # the best one-to-one matching of a K × K count table holds at least 1/K of the counts
     assert 0.1 <= fit["vade"]["acc"] <= 1.0 and 0.0 <= fit["vade"]["nmi"] <= 1.0
     assert out["targets"]["vade_fashion_acc"] == out["vade"]["acc_mean"] == fit["vade"]["acc"]
+
+
+def test_overlap_scm_is_a_valid_scm_unlike_the_default_and_still_confounded():
+    import torch
+
+    from benchmarks.latent_response import SCMS, build_scm, describe_scm, make_dataset
+    from cauvade_pyro.datasets.scm import ConfoundedColourSCM
+
+    default = ConfoundedColourSCM.make()
+    assert build_scm("default", 3) is None
+    for num_classes in (3, 2):  # the shapes and binary Fashion-MNIST
+        scm = build_scm("overlap", num_classes)
+        assert isinstance(scm, ConfoundedColourSCM)  # the constructor validated its tables
+        for table in (scm.p_u, scm.p_x_given_u, scm.p_y_given_xu):
+            assert torch.allclose(table.sum(-1), torch.ones((), dtype=torch.float64))
+    scm = build_scm("overlap", 3)
+    assert not torch.allclose(scm.p_y_given_xu, default.p_y_given_xu)
+    # the default SCM's equations at make()'s own knobs give make()'s tables (the builder is the same model)
+    from benchmarks.latent_response import overlap_scm
+
+    same = overlap_scm(3, kappa_confounder=3.0, kappa_class=1.5, confounding=0.9, class_offset_bins=1.0)
+    for name in ("p_u", "p_x_given_u", "p_y_given_xu"):
+        assert torch.allclose(getattr(same, name), getattr(default, name))
+    described = describe_scm(scm, "overlap")
+    assert described["knobs"] == SCMS["overlap"]
+    # confounded, but less than the default (W1 0.144 per x there)
+    assert 0.03 < described["w1_observational_to_interventional_mean"] < describe_scm(default, "default")[
+        "w1_observational_to_interventional_mean"]
+    data = make_dataset("shapes", "overlap", 16, 8, 0)
+    assert data.custom_scm and torch.equal(data.scm.p_y_given_xu, scm.p_y_given_xu)
+
+
+def test_overlap_scm_rows_go_under_their_own_keys_and_bad_names_are_refused(tmp_path, capsys):
+    import pytest
+
+    out = tmp_path / "q.json"
+    result = main(["--quick", "--variants", "baseline", "--confirm", "", "--scm", "overlap", "--out", str(out)])
+    part = result["explore_shapes_overlap"]
+    assert result["explore"] is None and part["data"]["scm"] == "overlap" and part["scm"]["name"] == "overlap"
+    row = part["variants"]["baseline"]
+    assert row["w1_ratio_to_observational_answer"] == pytest.approx(
+        row["w1_mean"]["w1_images_to_truth"] / row["w1_mean"]["w1_observational_to_truth"], abs=1e-4)
+    assert result["targets"]["by_part"]["explore_shapes_overlap"]["variants"]["baseline"]["ratio"] == \
+        row["w1_ratio_to_observational_answer"]
+    assert "explore_shapes_overlap/baseline" in result["do_vs_conditional"]
+    for flag, bad in (("--scm", "bogus"), ("--dataset", "cifar")):
+        with pytest.raises(SystemExit):
+            main(["--quick", "--variants", "", "--confirm", "", flag, bad, "--out", str(tmp_path / "x.json")])
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.endswith("known: default, overlap" if flag == "--scm" else "known: shapes, fashion_mnist")
