@@ -842,6 +842,7 @@ def _num(value, digits: int = 3) -> str:
 
 def summary_text(result: dict, path: Path) -> str:
     fid, fam, t, div = result["fid"], result["family"], result["targets"], result["diversity"]
+    obs = fid["observational_reference"]
     effect = result["effectiveness"]["cauvade_image_model"]
     sel = fid["selected_member"]
     lines = [
@@ -850,11 +851,10 @@ def summary_text(result: dict, path: Path) -> str:
         f"(γ={sel['gamma']:g}, seed {sel['seed']}), γ=0 mean {fid['gamma0_mean_over_seeds']:.2f}, "
         f"observational end (γ ≤ -1) mean {fid['observational_end_mean']:.2f}, cVAE {fid['cvae_mean']:.2f}, "
         f"oracle {fid['oracle_mean']:.2f}, reference floor {fid['reference_floor_mean']:.2f}",
-        f"  against observational images given x: observational end {fid['observational_reference']['observational_end_mean']:.2f}, "
-        f"cVAE {fid['observational_reference']['cvae_mean']:.2f}, floor "
-        f"{fid['observational_reference']['reference_floor_mean']:.2f}; W1 of the judge-read P(hue | x) to the "
-        f"data's: observational end {fid['observational_reference']['w1_images_to_observational']['observational_end_mean']:.3f}, "
-        f"cVAE {fid['observational_reference']['w1_images_to_observational']['cvae_mean']:.3f}",
+        f"  against observational images given x: observational end {obs['observational_end_mean']:.2f}, "
+        f"cVAE {obs['cvae_mean']:.2f}, floor {obs['reference_floor_mean']:.2f}; W1 of the judge-read P(hue | x) to "
+        f"the data's: observational end {obs['w1_images_to_observational']['observational_end_mean']:.3f}, "
+        f"cVAE {obs['w1_images_to_observational']['cvae_mean']:.3f}",
         "  per-γ mean FID over seeds: "
         + ", ".join(f"{g} {_num(v, 1)}" for g, v in fid["per_gamma_mean_over_seeds"].items()),
         f"  within-bin hue W1 (bin widths; point mass 0.125): members {_num(div['within_bin_hue_w1'])}, "

@@ -47,9 +47,9 @@ def fit_image_model(
     if not kl_warmup_epochs >= 0:
         raise ValueError(f"kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}")
     kl_weight = image_model.kl_weight
-    warmup_steps = kl_warmup_epochs * max(1, len(data["x"]) // min(batch_size, len(data["x"])))
 
     def schedule(step: int, total: int) -> None:
+        warmup_steps = kl_warmup_epochs * total / (epochs or 1)  # fit_svi's total is epochs × batches per epoch
         image_model.kl_weight = kl_weight * min(1.0, (step + 1) / warmup_steps) if warmup_steps else kl_weight
 
     try:

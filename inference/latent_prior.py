@@ -61,6 +61,12 @@ def _log_joint(tables: MixtureTables, x: torch.Tensor, r: torch.Tensor) -> torch
     return (tables.log_pi[:, None] + tables.log_px[:, x] + log_normal).T
 
 
+def _posterior_entropy(log_joint: torch.Tensor) -> torch.Tensor:
+    """mean over the codes of H[p(c | x, r)], from log p(c, x, r) of shape (N, K)."""
+    log_post = log_joint - log_joint.logsumexp(-1, keepdim=True)
+    return -(log_post.exp() * log_post).sum(-1).mean()
+
+
 def mixture_loglik(tables: MixtureTables, x: torch.Tensor, r: torch.Tensor) -> float:
     """ℓ: mean over the codes of log p(x, r) with c summed out."""
     return float(_log_joint(tables, x, r).logsumexp(-1).mean())
@@ -109,9 +115,7 @@ def _adam_gamma(tables: MixtureTables, x: torch.Tensor, r: torch.Tensor, *, gamm
         optimizer.zero_grad()
         current = MixtureTables(params[0].log_softmax(-1), params[1].log_softmax(-1), params[2], params[3])
         log_joint = _log_joint(current, x, r)
-        log_post = log_joint - log_joint.logsumexp(-1, keepdim=True)
-        entropy = -(log_post.exp() * log_post).sum(-1).mean()
-        loss = -log_joint.logsumexp(-1).mean() + gamma * entropy
+        loss = -log_joint.logsumexp(-1).mean() + gamma * _posterior_entropy(log_joint)
         loss.backward()
         optimizer.step()
     with torch.no_grad():
@@ -161,9 +165,7 @@ def refit_latent_prior(model: LatentResponseModel, data: Mapping[str, torch.Tens
     with torch.no_grad():
         for name, value in zip(("pi_logits", "x_logits", "r_loc", "r_log_scale"), tables):
             getattr(model, name).copy_(value.to(device=device, dtype=getattr(model, name).dtype))
-        log_post = _log_joint(tables, x, r)
-        log_post = log_post - log_post.logsumexp(-1, keepdim=True)
-        entropy = float(-(log_post.exp() * log_post).sum(-1).mean())
+        entropy = float(_posterior_entropy(_log_joint(tables, x, r)))
     model.train(was_training)
     return {"loglik_before": round(mixture_loglik(before, x, r), 5), "loglik_after": round(mixture_loglik(tables, x, r), 5),
             "entropy_c_given_x_r_after": round(entropy, 5), "codes": len(x), "samples": samples, "tie_x": tie_x,

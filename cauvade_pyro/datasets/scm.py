@@ -183,20 +183,25 @@ class ConfoundedColourSCM:
         self, x: int, n: int, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         """Unconfounded reference for do(X = x): U ~ P(U), Y ~ P(Y | x, U). Returns LongTensors ``u, x, y``."""
-        n = _check_count(n)
-        x = self._check_class(x)
-        u = sample_categorical(self.p_u, n, generator)
-        y = sample_categorical(self.p_y_given_xu[x, u], None, generator)
-        return {"u": u, "x": torch.full((n,), x, dtype=torch.long), "y": y}
+        return self._sample_given_x(x, n, lambda x: self.p_u, generator)
 
     def sample_conditional(
         self, x: int, n: int, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         """Observational draws given X = x: U ~ P(U | x), Y ~ P(Y | x, U). Returns LongTensors ``u, x, y``."""
+
+        def p_u_given_x(x: int) -> torch.Tensor:
+            joint = self.p_u * self.p_x_given_u[:, x]
+            return joint / joint.sum()
+
+        return self._sample_given_x(x, n, p_u_given_x, generator)
+
+    def _sample_given_x(self, x: int, n: int, p_u, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """U ~ p_u(x) (a table of U for the checked x), then Y ~ P(Y | x, U): what do(x) and conditioning on x
+        share; they differ only in the law of U."""
         n = _check_count(n)
         x = self._check_class(x)
-        p_u_given_x = self.p_u * self.p_x_given_u[:, x]
-        u = sample_categorical(p_u_given_x / p_u_given_x.sum(), n, generator)
+        u = sample_categorical(p_u(x), n, generator)
         y = sample_categorical(self.p_y_given_xu[x, u], None, generator)
         return {"u": u, "x": torch.full((n,), x, dtype=torch.long), "y": y}
 
