@@ -288,7 +288,7 @@ def setup(args: argparse.Namespace) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from cauvade_pyro.datasets import make_dataset
+    from cauvade_pyro.fit import build_dataset
     from cauvade_pyro.inference import cell_counts, resolve_device, seed_everything
     from cauvade_pyro.members import shared_image_model
     from cauvade_pyro.metrics import inception_feature_net, train_feature_net, train_judge
@@ -298,8 +298,7 @@ def setup(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     device = resolve_device(str(cfg.device))
     seed_everything(int(cfg.seed))
-    params = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "name"}
-    dataset = make_dataset(str(cfg.dataset.name), **params)
+    dataset = build_dataset(cfg)
     timings, now = {}, time.perf_counter()
 
     def lap(name: str) -> None:

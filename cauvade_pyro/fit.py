@@ -38,10 +38,16 @@ from cauvade_pyro.config import (
 log = logging.getLogger("cauvade_pyro.fit")
 
 
+#: keys of a dataset's config that are not arguments of its constructor: its name, and the default of
+#: ``inference.image_epochs`` for that dataset (read by ``inference.image_epochs`` itself, see its config)
+NOT_DATASET_ARGUMENTS = ("name", "image_epochs")
+
+
 def build_dataset(cfg: DictConfig):
     from cauvade_pyro.datasets import make_dataset
 
-    params = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "name"}
+    params = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items()
+              if k not in NOT_DATASET_ARGUMENTS}
     return make_dataset(cfg.dataset.name, **params)
 
 

@@ -66,7 +66,7 @@ def image_model_key(cfg: DictConfig, dataset=None) -> str:
     inference = cfg.inference
     spec = {
         # where the files live and whether they may be downloaded does not change the data
-        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download")},
+        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key
         "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
@@ -243,7 +243,7 @@ def latent_base_key(cfg: DictConfig, dataset=None) -> str:
     device, not ``member_epochs``); a ``dataset`` with a custom SCM adds its digest, as in :func:`image_model_key`."""
     inference = cfg.inference
     spec = {
-        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download")},
+        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         "model": {k: v for k, v in _plain(cfg.model).items() if k not in ("image", "cli")},  # cli: how, not what
         "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
