@@ -286,7 +286,6 @@ def setup(args: argparse.Namespace) -> dict:
     """Config, dataset, judge, FID features, the shared image model and the cVAE, reference sets, counts."""
     cfg = compose_config(args)
     import torch
-    from omegaconf import OmegaConf
 
     from cauvade_pyro.fit import build_dataset
     from cauvade_pyro.inference import cell_counts, resolve_device, seed_everything
