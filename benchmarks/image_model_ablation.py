@@ -33,7 +33,7 @@ from benchmarks.likelihood_ablation import _finite, decoded_quality, reference_s
 from benchmarks.provenance import git_sha
 from cauvade_pyro.datasets import ConfoundedShapes
 from cauvade_pyro.evaluate import effectiveness
-from cauvade_pyro.inference import fit_image_model, heldout_image_elbo
+from cauvade_pyro.inference import fit_eps_prior, fit_image_model, heldout_image_elbo
 from cauvade_pyro.metrics import train_feature_net, train_judge
 from cauvade_pyro.metrics.hue import within_bin_hue_w1, within_bin_positions
 from cauvade_pyro.models import ConditionalImageModel
@@ -64,7 +64,7 @@ VARIANTS = {
 def prior_sample_accuracy(image_model, judge, n: int = 1200) -> dict:
     x = torch.arange(n) % image_model.num_x
     y = torch.arange(n) % image_model.num_y
-    shape, hue = judge.predict(image_model.decode(x, y, torch.randn(n, image_model.eps_dim)))
+    shape, hue = judge.predict(image_model.decode(x, y, image_model.sample_eps(n)))
     return {"prior_shape": round(float((shape == x).float().mean()), 4),
             "prior_hue": round(float((hue == y).float().mean()), 4)}
 
@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="run only the variants whose name contains one of these")
     parser.add_argument("--eps-dim", type=int, default=None, help="override every variant's ε size")
     parser.add_argument("--kl-weight", type=float, default=None, help="override every variant's β")
+    parser.add_argument("--eps-prior-components", type=int, default=0,
+                        help="after training, fit p(ε) as a mixture of this many Gaussians to the codes (0: N(0, I))")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the image model's initialisation and data order")
     parser.add_argument("--out", default="image_model_ablation.json")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -133,15 +136,19 @@ def main(argv: list[str] | None = None) -> None:
             variant["eps_dim"] = args.eps_dim
         if args.kl_weight is not None:
             variant["kl_weight"] = args.kl_weight
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         warmup = variant.pop("kl_warmup_epochs", 0)
-        model = ConditionalImageModel(dataset.num_classes, dataset.num_hue_bins, dataset.image_shape, **variant)
+        model = ConditionalImageModel(dataset.num_classes, dataset.num_hue_bins, dataset.image_shape, **variant,
+                                      eps_prior_components=args.eps_prior_components)
         variant["kl_warmup_epochs"] = warmup
         started = time.perf_counter()
-        fit_image_model(model, dataset.train, epochs=args.epochs, batch_size=256, lr=2e-3, seed=0, progress=False,
-                        kl_warmup_epochs=warmup)
+        fit_image_model(model, dataset.train, epochs=args.epochs, batch_size=256, lr=2e-3, seed=args.seed,
+                        progress=False, kl_warmup_epochs=warmup)
+        if args.eps_prior_components:
+            variant["eps_prior"] = fit_eps_prior(model, dataset.train, seed=args.seed)
         model.eval()
-        row = {"variant": name, **variant, "epochs": args.epochs, "train_s": round(time.perf_counter() - started, 1),
+        row = {"variant": name, **variant, "epochs": args.epochs, "seed": args.seed,
+               "train_s": round(time.perf_counter() - started, 1),
                "heldout_elbo": round(heldout_image_elbo(model, dataset.test), 2),
                **effectiveness(model, judge, dataset.test), **prior_sample_accuracy(model, judge),
                **decoded_quality(model, dataset, feature_net, reference, floor, torch.device("cpu")),

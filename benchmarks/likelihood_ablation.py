@@ -84,7 +84,7 @@ def measure(cfg, dataset, judge, feature_net, reference: dict, floor: list[float
 
 
 def decoded_quality(model, dataset, feature_net, reference: dict, floor: list[float], device) -> dict:
-    """FID, within-bin hue W1 and mean pixel of the mean images decoded for the reference's (x, y), ε ~ N(0, I)."""
+    """FID, within-bin hue W1 and mean pixel of the mean images decoded for the reference's (x, y), ε from the model's prior."""
     import torch
 
     from cauvade_pyro.inference import seed_everything
@@ -97,7 +97,7 @@ def decoded_quality(model, dataset, feature_net, reference: dict, floor: list[fl
     for x, ref in reference.items():
         xs = ref["x"].to(device)
         with torch.no_grad():
-            eps = torch.randn(len(xs), model.eps_dim, device=device)
+            eps = model.sample_eps(len(xs), device)
             images = model.decode(xs, ref["y"].to(device), eps).clamp(0, 1).cpu()
         ref_images = ref["image"].float().div(255)
         fids.append(ReferenceFID(feature_net, ref_images).distance(images))

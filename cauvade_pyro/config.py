@@ -119,6 +119,9 @@ def check_image(cfg: DictConfig) -> None:
         raise ConfigError(f"model.image.eps_dim must be >= 1, got {image.eps_dim}")
     if image.net not in NETS:
         raise ConfigError(f"model.image.net must be one of {NETS}, got {image.net!r}")
+    components = image.get("eps_prior_components", 0)
+    if isinstance(components, bool) or not isinstance(components, int) or components < 0:
+        raise ConfigError(f"model.image.eps_prior_components must be an integer >= 0, got {components!r}")
     if image.likelihood not in LIKELIHOODS:
         raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
     channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]

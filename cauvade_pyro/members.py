@@ -19,7 +19,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cauvade_pyro.cache import load_or_build
-from cauvade_pyro.inference import base_state, fit_image_model, fit_latent_base, load_checkpoint, save_checkpoint
+from cauvade_pyro.inference import (
+    base_state,
+    fit_eps_prior,
+    fit_image_model,
+    fit_latent_base,
+    load_checkpoint,
+    save_checkpoint,
+)
 from cauvade_pyro.inference.checkpoint import check_config_matches
 from cauvade_pyro.models import AttributeMixture, ConditionalImageModel, ConfoundedAttributesModel, LatentResponseModel
 
@@ -67,8 +74,10 @@ def image_model_key(cfg: DictConfig, dataset=None) -> str:
     spec = {
         # where the files live and whether they may be downloaded does not change the data
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
-        # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key
-        "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
+        # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; no ε
+        # mixture (0 components) keeps the keys of the models cached before the option
+        "image": {k: v for k, v in _plain(cfg.model.image).items()
+                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "version": 1,
     }
@@ -86,6 +95,9 @@ def fit_fingerprint(cfg: DictConfig) -> dict:
     """The configuration a training state must match to be resumed (everything but runtime settings)."""
     plain = {k: v for k, v in _plain(cfg).items() if k not in RUNTIME_KEYS}
     plain["model"] = {k: v for k, v in plain["model"].items() if k != "cli"}  # which functions run it, not the fit
+    image = plain["model"].get("image")
+    if isinstance(image, dict) and not image.get("eps_prior_components", 1):  # states written before the option
+        plain["model"]["image"] = {k: v for k, v in image.items() if k != "eps_prior_components"}
     # sweep and member_epochs determine only a shared-sweep fit (a training state written before they existed
     # still resumes an independent one)
     drop = ("checkpoint_every",) + (() if plain["inference"].get("sweep") == "shared" else ("sweep", "member_epochs"))
@@ -114,6 +126,7 @@ def build_image_model(cfg: DictConfig, num_x: int, num_y: int, image_shape) -> C
     return ConditionalImageModel(
         num_x, num_y, tuple(image_shape), net=image.net, eps_dim=int(image.eps_dim),
         likelihood=image.likelihood, kl_weight=float(image.kl_weight),
+        eps_prior_components=int(image.get("eps_prior_components", 0)),
     )
 
 
@@ -160,6 +173,8 @@ def shared_image_model(
             resume_from=resume_from, fingerprint={"image_model_key": key}, hint=image_nan_hint(cfg),
             precision=str(inference.get("precision", "fp32")),
         )
+        if model.eps_prior_components:  # the ex-post prior of ε, fitted to the trained encoder's codes
+            log.info("ε prior: %s", fit_eps_prior(model, data, seed=int(inference.image_seed)))
         save_checkpoint(path, {
             "kind": "image_model", "key": key, "config": _plain(cfg),
             "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -245,7 +260,10 @@ def latent_base_key(cfg: DictConfig, dataset=None) -> str:
     spec = {
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         "model": {k: v for k, v in _plain(cfg.model).items() if k not in ("image", "cli")},  # cli: how, not what
-        "image": {k: v for k, v in _plain(cfg.model.image).items() if k not in ("channels", "size")},
+        # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; no ε
+        # mixture (0 components) keeps the keys of the models cached before the option
+        "image": {k: v for k, v in _plain(cfg.model.image).items()
+                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "kind": "latent_response_base",
         "version": 1,

@@ -12,6 +12,7 @@ from .counts import (
     oracle_mixture,
 )
 from .elbo import GammaEntropyELBO
+from .eps_prior import fit_eps_prior
 from .exact import enumerate_data, interventional_table, mean_loglik
 from .spanning import Family, Member, fit_family
 from .family import fit_attribute_member, fit_image_model, heldout_image_elbo
@@ -48,6 +49,7 @@ __all__ = [
     "fit_diagram",
     "fit_member",
     "fit_attribute_member",
+    "fit_eps_prior",
     "fit_image_model",
     "fit_svi",
     "heldout_image_elbo",

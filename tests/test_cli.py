@@ -36,9 +36,10 @@ def run_fit(args, tmp_path, cwd=REPO, timeout=600):
 
 def test_tiny_fit_writes_checkpoint_metrics_and_grids(tmp_path):
     run_dir = tmp_path / "run"
-    # The counts objective here; the sweep test below runs the default Pyro SVI path.
+    # The counts objective and the ex-post ε mixture here; the sweep test below runs the default Pyro SVI path
+    # and N(0, I).
     result = run_fit([*TINY, "inference.gamma=1.5", "seed=3", "inference.attribute_objective=counts",
-                      f"hydra.run.dir={run_dir}"], tmp_path)
+                      "model.image.eps_prior_components=3", f"hydra.run.dir={run_dir}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("checkpoint.pt", "metrics.json", "samples.png", "effect.png"):
         assert (run_dir / name).is_file(), name
@@ -52,6 +53,7 @@ def test_tiny_fit_writes_checkpoint_metrics_and_grids(tmp_path):
         assert key in row
     assert "cauvade-pyro fit: γ=1.5 seed=3" in result.stdout
     member = load_member(run_dir / "checkpoint.pt")
+    assert member.image_model.eps_prior_fitted  # the mixture was fitted, cached and reloaded
     draws = intervene(member.model, {"x": 2}, num_samples=8)
     assert torch.equal(draws["x"], torch.full((8,), 2)) and draws["image_mean"].shape == (8, 3, 28, 28)
 

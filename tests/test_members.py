@@ -94,6 +94,21 @@ def test_keys_see_a_custom_scm_and_keep_the_default_ones(tmp_path):
         assert key(cfg, shapes(cfg, weak)) == key(cfg, shapes(cfg, same_as_weak))
 
 
+def test_the_eps_mixture_enters_the_image_key_only_when_asked_for(tmp_path):
+    from cauvade_pyro.members import fit_fingerprint, image_model_key
+
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        def cfg(*extra):
+            return compose(config_name="config", overrides=[*IMAGE_TINY, f"cache_dir={tmp_path}", *extra])
+
+        plain = cfg()
+        zero, mixture = cfg("model.image.eps_prior_components=0"), cfg("model.image.eps_prior_components=4")
+    assert image_model_key(plain) == image_model_key(zero) != image_model_key(mixture)
+    # keys and resume states written before the option stay valid: 0 components is not part of them
+    assert "eps_prior_components" not in fit_fingerprint(plain)["model"]["image"]
+    assert fit_fingerprint(mixture)["model"]["image"]["eps_prior_components"] == 4
+
+
 def test_a_changed_scm_never_reuses_a_cached_image_model_or_cvae(tmp_path):
     from cauvade_pyro.datasets import ConfoundedColourSCM
     from cauvade_pyro.members import shared_image_model
