@@ -43,7 +43,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: the CLI's latent-response defaults (conf/model/latent_response.yaml, conf/inference/default.yaml) at γ = −2
 BASE = {"gamma": -2.0, "K": 4, "r_dim": 2, "eps_dim": 4, "kl_weight": 1.0, "warmup_epochs": 2, "epochs": 5,
-        "cluster_lr": None, "init": "gmm", "net": "conv", "refit": None}
+        "cluster_lr": None, "init": "gmm", "net": "conv", "refit": None, "eps_mixture": 0}
 #: the ex-post refit of the tables to the encoder's codes after training (inference/latent_prior.py): S draws
 #: of r from q(r | image, x) per training image, EM from the trained tables; ``tie_x`` holds p(x | c) at p(x),
 #: ``gamma`` adds Adam steps on −ℓ + γ · mean H[p(c | x, r)]
@@ -82,6 +82,12 @@ VARIANTS = {
                                                 "refit": {**REFIT, "tie_x": True}},
     "refit_tied_r_dim_4_eps_dim_1_eps_kl_8_epochs_15": {"epochs": 15, "r_dim": 4, "eps_dim": 1, "kl_weight": 8.0,
                                                         "refit": {**REFIT, "tie_x": True}},
+    # after the refit, p(ε) becomes a mixture of 10 Gaussians fitted to the trained encoder's ε codes
+    # (inference/eps_prior.py; pooled over x and r, so ε stays independent of them): closes the ε prior hole that
+    # w1_to_observational_by_codes shows (posterior_r_prior_eps)
+    "refit_tied_eps_dim_1_epochs_15_eps_mixture": {"epochs": 15, "eps_dim": 1, "refit": {**REFIT, "tie_x": True},
+                                                   "eps_mixture": 10},
+    "refit_tied_epochs_15_eps_mixture": {"epochs": 15, "refit": {**REFIT, "tie_x": True}, "eps_mixture": 10},
 }
 #: the candidate observational end whose confirmation row the target keys report (the first --confirm variant
 #: when it was not confirmed)
@@ -264,7 +270,7 @@ def fit_variant(settings: dict, train: dict, num_x: int, image_shape, seed: int,
 def latent_codes_diagnostic(model, dataset, judge, max_images: int = 500) -> dict:
     """Where the model's own P(hue | x) goes wrong: held-out images of class x re-decoded with their posterior
     codes (r̂, ε̂ at the guide's mean), with r drawn from the prior p(r | x) (c ~ p(c | x)) and ε̂ kept, with r̂
-    kept and ε ~ N(0, I), and with both from the prior (the model's conditional images); each read by the judge,
+    kept and ε ~ p(ε) (N(0, I) or the fitted mixture), and with both from the prior (the model's conditional images); each read by the judge,
     mean W1 over x to the dataset's observational P(hue | x). A gap that opens only with prior draws is a
     mismatch between the prior and the codes the encoder uses (the aggregate posterior), not a causal error."""
     from cauvade_pyro.inference.train import to_float_images
@@ -279,7 +285,7 @@ def latent_codes_diagnostic(model, dataset, judge, max_images: int = 500) -> dic
     r_post, eps_post = loc[:, : model.r_dim], loc[:, model.r_dim :]
     c = torch.multinomial(model.posterior_c_given_x(x), 1).squeeze(-1)
     r_prior = model.r_loc[c, x] + model.r_log_scale[c, x].exp() * torch.randn_like(r_post)
-    eps_prior = torch.randn_like(eps_post)
+    eps_prior = model.eps_noise.sample(len(eps_post), device)
     out = {}
     for name, r, eps in (("posterior_r_posterior_eps", r_post, eps_post), ("prior_r_posterior_eps", r_prior, eps_post),
                          ("posterior_r_prior_eps", r_post, eps_prior), ("prior_r_prior_eps", r_prior, eps_prior)):
@@ -344,26 +350,32 @@ def run(names, *, num_train: int, num_test: int, data_seed: int, seed: int, devi
     rows, fits = {}, {}  # fits: the trained model, its seconds and its score before any refit, per training setting
     for name in names:
         settings = {**BASE, **VARIANTS[name], **(overrides or {})}
-        key = json.dumps({k: v for k, v in settings.items() if k != "refit"}, sort_keys=True)
+        after_training = ("refit", "eps_mixture")  # applied to a copy of the trained model
+        key = json.dumps({k: v for k, v in settings.items() if k not in after_training}, sort_keys=True)
         if key not in fits:
             model, seconds = fit_variant(settings, train, dataset.num_classes, dataset.image_shape, seed, device,
                                          batch_size, lr, progress)
             fits[key] = (model, seconds, None)
         model, seconds, before = fits[key]
-        if settings["refit"] is None:
+        if settings["refit"] is None and not settings["eps_mixture"]:
             rows[name] = score(model, seconds, settings)
             fits[key] = (model, seconds, rows[name])
         else:
-            from cauvade_pyro.inference import refit_latent_prior
+            from cauvade_pyro.inference import fit_eps_prior, refit_latent_prior
+            from cauvade_pyro.models.noise import NoiseMixture
 
             if before is None:
-                before = score(model, seconds, {k: v for k, v in settings.items() if k != "refit"} | {"refit": None})
+                before = score(model, seconds, settings | {"refit": None, "eps_mixture": 0})
                 fits[key] = (model, seconds, before)
             model = copy.deepcopy(model)  # the program reads its own tensors; the param store's are not used here
             pyro.clear_param_store()
             started = time.perf_counter()
-            refit = refit_latent_prior(model, train, seed=seed, **settings["refit"])
+            refit = (refit_latent_prior(model, train, seed=seed, **settings["refit"])
+                     if settings["refit"] is not None else {})
             refit["refit_s"] = round(time.perf_counter() - started, 1)
+            if settings["eps_mixture"]:
+                model.eps_noise = NoiseMixture(model.eps_dim, settings["eps_mixture"]).to(device)
+                refit["eps_mixture"] = fit_eps_prior(model, train, seed=seed)
             rows[name] = score(model, seconds, settings)
             rows[name]["refit"] = refit
             rows[name]["before_refit"] = {k: before[k] for k in ("w1_mean", "heldout", "posterior_entropy_given_x",

@@ -46,6 +46,7 @@ from .nets import (
     make_decoder,
     make_encoder,
 )
+from .noise import NoiseMixture
 from .primitives import DATA_PLATE, confounder, data_size, register_params
 
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
@@ -165,14 +166,9 @@ class ConditionalImageModel(nn.Module):
 
     ``eps_prior_components`` = M > 0 keeps room for an ex-post prior of ε: after training,
     :func:`cauvade_pyro.inference.fit_eps_prior` replaces N(0, I) by a mixture of M full-covariance Gaussians
-    fitted to draws of q(ε | image, x, y) over the training images,
-
-        p(ε) = Σ_m w_m N(ε; μ_m, L_m L_mᵀ),
-
-    which stays independent of x, y and c (one mixture for every condition), so every causal statement is
-    unchanged; prior draws then land where the encoder puts real images instead of in the holes that
-    N(0, I) leaves between them (the two-stage idea of Dai & Wipf 2019; Ghosh et al. 2020). Training always
-    uses N(0, I). Until the mixture is fitted, the model is exactly the N(0, I) one.
+    fitted to draws of q(ε | image, x, y) over the training images (:class:`~.noise.NoiseMixture`): one mixture
+    for every condition, so ε stays independent of x, y and c; prior draws land where the encoder puts real
+    images. Training always uses N(0, I); until the mixture is fitted the model is exactly the N(0, I) one.
 
     >>> import torch
     >>> m = ConditionalImageModel(2, 3, (3, 28, 28), net="mlp", eps_dim=2, eps_prior_components=4)
@@ -192,8 +188,6 @@ class ConditionalImageModel(nn.Module):
         eps_prior_components: int = 0,
     ):
         super().__init__()
-        if int(eps_prior_components) < 0:
-            raise ValueError(f"eps_prior_components must be >= 0, got {eps_prior_components}")
         if likelihood not in IMAGE_LIKELIHOODS:
             raise ValueError(f"model.image.likelihood must be one of {IMAGE_LIKELIHOODS}, got {likelihood!r}")
         if tuple(image_shape[1:]) != (28, 28):
@@ -206,45 +200,27 @@ class ConditionalImageModel(nn.Module):
         self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood))
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
-        self.eps_prior_components = int(eps_prior_components)
-        # A Python flag, not a tensor: choosing the prior inside a training step must not read the GPU.
-        self.eps_prior_fitted = False
-        if self.eps_prior_components:
-            m = self.eps_prior_components
-            self.register_buffer("eps_mixture_logits", torch.zeros(m))
-            self.register_buffer("eps_mixture_loc", torch.zeros(m, eps_dim))
-            self.register_buffer("eps_mixture_scale_tril", torch.eye(eps_dim).expand(m, eps_dim, eps_dim).clone())
-            self.register_buffer("eps_mixture_fitted", torch.zeros((), dtype=torch.bool))
-            self.register_load_state_dict_post_hook(_read_fitted_flag)
+        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components)
 
-    def set_eps_mixture(self, logits: torch.Tensor, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
-        """Make p(ε) the mixture Σ_m softmax(logits)_m N(loc_m, scale_tril_m scale_tril_mᵀ)."""
-        if not self.eps_prior_components:
-            raise ValueError("this image model was built with eps_prior_components=0: it has no mixture prior")
-        self.eps_mixture_logits.copy_(logits)
-        self.eps_mixture_loc.copy_(loc)
-        self.eps_mixture_scale_tril.copy_(scale_tril)
-        self.eps_mixture_fitted.fill_(True)
-        self.eps_prior_fitted = True
+    @property
+    def eps_prior_components(self) -> int:
+        return self.eps_noise.components
+
+    @property
+    def eps_prior_fitted(self) -> bool:
+        return self.eps_noise.fitted
 
     def eps_prior(self, like: torch.Tensor) -> dist.Distribution:
         """p(ε), event shape (eps_dim,): N(0, I), or the fitted mixture; ``like`` gives the device."""
-        if self.eps_prior_fitted:
-            # validate_args=False: checking the tables' constraints would read them back from the GPU
-            mixture = dist.Categorical(logits=self.eps_mixture_logits, validate_args=False)
-            components = dist.MultivariateNormal(self.eps_mixture_loc, scale_tril=self.eps_mixture_scale_tril,
-                                                 validate_args=False)
-            return dist.MixtureSameFamily(mixture, components, validate_args=False)
-        zero = like.new_zeros((), dtype=torch.get_default_dtype())
-        # zero + 1.0, not a Python 1.0: that would be copied to the GPU, a host-device sync
-        return dist.Normal(zero, zero + 1.0).expand([self.eps_dim]).to_event(1)
+        return self.eps_noise.distribution(like)
+
+    def eps_posterior(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q(ε | image, x, y) for a batch of float images (what an ε mixture is fitted to)."""
+        return self.encode(batch["image"], batch["x"], batch["y"])
 
     def sample_eps(self, num_samples: int, device: torch.device | str | None = None) -> torch.Tensor:
         """``num_samples`` draws of p(ε) outside a Pyro program (the global RNG), shape (num_samples, eps_dim)."""
-        device = device if device is not None else self.head.net[0].weight.device
-        if not self.eps_prior_fitted:
-            return torch.randn(num_samples, self.eps_dim, device=device)
-        return self.eps_prior(self.eps_mixture_loc).sample((num_samples,)).to(device)
+        return self.eps_noise.sample(num_samples, device if device is not None else self.head.net[0].weight.device)
 
     def condition(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The decoder's condition vector [onehot(x), onehot(y)] (x and y broadcast)."""
@@ -294,11 +270,6 @@ class ConditionalImageModel(nn.Module):
     def decode(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Mean image for given conditions and noise (used to flip x or y on held-out codes)."""
         return self.image_mean(self.decoder(self.condition(x, y), eps))
-
-
-def _read_fitted_flag(module: ConditionalImageModel, incompatible_keys) -> None:
-    """After a state dict is loaded: whether it held a fitted ε mixture (read once, at load time)."""
-    module.eps_prior_fitted = bool(module.eps_mixture_fitted)
 
 
 class ConfoundedAttributesModel(nn.Module):

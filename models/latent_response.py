@@ -3,9 +3,11 @@
 When the response to X has no label, it becomes a latent embedding r with a cluster-conditional Gaussian:
 
     c ~ Categorical(softmax(π)),   x ~ Categorical(softmax(A[c])),
-    r ~ N(μ[c, x], diag σ[c, x]²),  ε ~ N(0, I),   image ~ likelihood(decoder(x, r, ε)),
+    r ~ N(μ[c, x], diag σ[c, x]²),  ε ~ p(ε),   image ~ likelihood(decoder(x, r, ε)),
 
-with an amortized guide q(r, ε | image, x). P(image | do(x)) draws c ~ π, r ~ N(μ[c, x], σ[c, x]), ε ~ N(0, I).
+with an amortized guide q(r, ε | image, x). P(image | do(x)) draws c ~ π, r ~ N(μ[c, x], σ[c, x]), ε ~ p(ε).
+p(ε) is N(0, I), or (``eps_prior_components`` > 0, after :func:`cauvade_pyro.inference.fit_eps_prior`) a mixture
+fitted to the trained encoder's ε codes, independent of c, x and r either way (:mod:`.noise`).
 The attribute-level objective no longer splits from the image term, so every member refits the whole model.
 
 Known weaknesses (docs/design.md §7): the encoder decides what r means, and a generic decoder may read the
@@ -33,6 +35,7 @@ from torch import nn
 from torch.nn.functional import one_hot
 
 from .nets import GaussianHead, concat_vectors, image_likelihood, make_decoder, make_encoder
+from .noise import NoiseMixture
 from .primitives import DATA_PLATE, confounder, data_size, register_params
 
 
@@ -52,6 +55,7 @@ class LatentResponseModel(nn.Module):
         net: str = "conv",
         likelihood: str = "bernoulli",
         kl_weight: float = 1.0,
+        eps_prior_components: int = 0,
     ):
         super().__init__()
         if num_clusters < 1:
@@ -72,6 +76,8 @@ class LatentResponseModel(nn.Module):
         self.decoder = make_decoder(net, num_x + r_dim, eps_dim, channels)
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x, r_dim + eps_dim)
+        # p(ε): N(0, I), or a mixture fitted to the trained encoder's ε codes (cauvade_pyro.inference.fit_eps_prior)
+        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components)
 
     def _condition(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return concat_vectors(one_hot(x, self.num_x).to(r.dtype), r)
@@ -91,8 +97,7 @@ class LatentResponseModel(nn.Module):
                 r_prior = dist.Normal(self.r_loc[c, x], self.r_log_scale[c, x].exp()).to_event(1)
             r = pyro.sample("r", r_prior)
             with poutine.scale(scale=self.kl_weight):
-                eps_prior = dist.Normal(self.r_loc.new_zeros(self.eps_dim), self.r_loc.new_ones(self.eps_dim))
-                eps = pyro.sample("eps", eps_prior.to_event(1))
+                eps = pyro.sample("eps", self.eps_noise.distribution(self.r_loc))
             logits = self.decoder(self._condition(x, r), eps)
             if data.get("image") is None:
                 pyro.deterministic("image_mean", torch.sigmoid(logits), event_dim=3)
@@ -114,6 +119,11 @@ class LatentResponseModel(nn.Module):
             with poutine.scale(scale=self.kl_weight):
                 pyro.sample("eps", dist.Normal(loc[..., self.r_dim :], scale[..., self.r_dim :]).to_event(1))
 
+    def eps_posterior(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q(ε | image, x) for a batch of float images (what an ε mixture is fitted to)."""
+        loc, scale = self.encode(batch["image"], batch["x"])
+        return loc[..., self.r_dim :], scale[..., self.r_dim :]
+
     def decode(self, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(self._condition(x, r), eps))
 
@@ -134,13 +144,13 @@ class LatentResponseModel(nn.Module):
 
     @torch.no_grad()
     def sample_given_x(self, x: int, num_samples: int) -> dict[str, torch.Tensor]:
-        """Observational draws given x, exactly: c ~ p(c | x), r ~ N(μ[c, x], σ[c, x]), ε ~ N(0, I); returns c, r,
+        """Observational draws given x, exactly: c ~ p(c | x), r ~ N(μ[c, x], σ[c, x]), ε ~ p(ε); returns c, r,
         eps and ``image_mean`` (what rejection sampling of the program given x draws, without the rejections)."""
         device = self.pi_logits.device
         xs = torch.full((num_samples,), int(x), dtype=torch.long, device=device)
         c = torch.multinomial(self.posterior_c_given_x(xs[:1])[0], num_samples, replacement=True)
         r = self.r_loc[c, xs] + self.r_log_scale[c, xs].exp() * torch.randn(num_samples, self.r_dim, device=device)
-        eps = torch.randn(num_samples, self.eps_dim, device=device)
+        eps = self.eps_noise.sample(num_samples, device)
         return {"c": c, "r": r, "eps": eps, "image_mean": self.decode(xs, r, eps)}
 
     def log_weight(self, image: torch.Tensor, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor,
@@ -152,7 +162,7 @@ class LatentResponseModel(nn.Module):
         over k draws the IWAE bound with k particles.
         """
         log_p = self.log_joint_c(x.expand(r.shape[:-1]), r).logsumexp(-1)
-        log_p = log_p + dist.Normal(0.0, 1.0).log_prob(eps).sum(-1)
+        log_p = log_p + self.eps_noise.log_prob(eps)
         batch = r.shape[:-1]
         logits = self.decoder(self._condition(x.expand(batch).reshape(-1), r.reshape(-1, self.r_dim)),
                               eps.reshape(-1, self.eps_dim))

@@ -2,6 +2,8 @@
 state-dict round trip, and without a fit the model is exactly the N(0, I) one."""
 
 
+import math
+
 import pytest
 import torch
 from pyro import poutine
@@ -34,12 +36,12 @@ def test_em_recovers_the_mixture_of_the_codes():
     model = tiny(KnownCodes)
     info = fit_eps_prior(model, data(), draws=4, seed=0)
     assert info["codes"] == 1200 and info["converged"]
-    weights = model.eps_mixture_logits.softmax(-1)
-    order = model.eps_mixture_loc[:, 0].argsort()
+    weights = model.eps_noise.logits.softmax(-1)
+    order = model.eps_noise.loc[:, 0].argsort()
     assert torch.allclose(weights[order], torch.tensor([2 / 3, 1 / 3]), atol=0.03)
-    assert torch.allclose(model.eps_mixture_loc[order], torch.tensor([[-3.0, 1.0], [3.0, 1.0]]), atol=0.03)
+    assert torch.allclose(model.eps_noise.loc[order], torch.tensor([[-3.0, 1.0], [3.0, 1.0]]), atol=0.03)
     # component std ≈ the codes' 0.1 (plus the tiny reg_covar)
-    stds = torch.linalg.diagonal(model.eps_mixture_scale_tril)
+    stds = torch.linalg.diagonal(model.eps_noise.scale_tril)
     assert torch.allclose(stds, torch.full_like(stds, 0.1), atol=0.02)
     assert info["code_log_density_mixture"] > info["code_log_density_standard_normal"] + 5
 
@@ -51,9 +53,9 @@ def test_the_program_and_the_iwae_use_the_fitted_prior():
     trace = poutine.trace(model.model).get_trace(batch, num_samples=2)
     eps = trace.nodes["eps"]["value"]
     # the mixture's density by hand: log Σ_m w_m N(ε; μ_m, L_m L_mᵀ)
-    weights = model.eps_mixture_logits.softmax(-1)
+    weights = model.eps_noise.logits.softmax(-1)
     by_hand = torch.stack([
-        torch.distributions.MultivariateNormal(model.eps_mixture_loc[m], scale_tril=model.eps_mixture_scale_tril[m])
+        torch.distributions.MultivariateNormal(model.eps_noise.loc[m], scale_tril=model.eps_noise.scale_tril[m])
         .log_prob(eps) + weights[m].log() for m in range(2)]).logsumexp(0)
     assert torch.allclose(trace.nodes["eps"]["fn"].log_prob(eps), by_hand, atol=1e-5)
     # prior draws land on the codes' clusters, not around 0
@@ -63,9 +65,9 @@ def test_the_program_and_the_iwae_use_the_fitted_prior():
     images = data(6)
     generator = torch.Generator().manual_seed(3)
     fitted = iwae_image_loglik(model, images, num_samples=1, generator=generator)
-    model.eps_prior_fitted = False
+    model.eps_noise.fitted = False
     standard = iwae_image_loglik(model, images, num_samples=1, generator=torch.Generator().manual_seed(3))
-    model.eps_prior_fitted = True
+    model.eps_noise.fitted = True
     noise = torch.randn((1, 6, 2), generator=torch.Generator().manual_seed(3))
     loc, scale = model.encode(images["image"], images["x"], images["y"])
     codes = (loc + scale * noise)[0]
@@ -80,7 +82,7 @@ def test_a_fitted_prior_survives_a_state_dict_round_trip():
     assert not fresh.eps_prior_fitted
     fresh.load_state_dict(model.state_dict())
     assert fresh.eps_prior_fitted
-    assert torch.equal(fresh.eps_mixture_loc, model.eps_mixture_loc)
+    assert torch.equal(fresh.eps_noise.loc, model.eps_noise.loc)
 
 
 def test_unfitted_is_exactly_the_standard_normal_model():
@@ -103,3 +105,27 @@ def test_bad_requests_fail_in_one_line():
         fit_eps_prior(tiny(components=0), data(6))
     with pytest.raises(ValueError, match="cannot fit 8 mixture components"):
         fit_eps_prior(tiny(components=8), data(6))
+
+
+def test_the_latent_response_model_draws_and_scores_eps_from_its_mixture():
+    from cauvade_pyro.models import LatentResponseModel
+
+    torch.manual_seed(0)
+    model = LatentResponseModel(2, 2, (1, 28, 28), r_dim=2, eps_dim=1, net="mlp", eps_prior_components=2).eval()
+    image = torch.rand(3, 1, 28, 28)
+    x = torch.tensor([0, 1, 1])
+    loc, scale = model.encode(image, x)
+    r, eps = loc[:, :2], loc[:, 2:]
+    standard = model.log_weight(image, x, r, eps, loc, scale)
+    model.eps_noise.set(torch.tensor([0.0, -1.0]), torch.tensor([[5.0], [-5.0]]), torch.full((2, 1, 1), 0.5))
+    mixture = model.log_weight(image, x, r, eps, loc, scale)
+    by_hand = (torch.stack([torch.distributions.Normal(5.0, 0.5).log_prob(eps[:, 0]),
+                            torch.distributions.Normal(-5.0, 0.5).log_prob(eps[:, 0])])
+               + torch.tensor([0.0, -1.0]).log_softmax(0)[:, None]).logsumexp(0)
+    assert torch.allclose(mixture - standard, by_hand - torch.distributions.Normal(0.0, 1.0).log_prob(eps[:, 0]),
+                          atol=1e-4)
+    draws = model.sample_given_x(1, 4000)["eps"][:, 0]
+    assert draws.abs().min() > 2.5 and abs(float((draws > 0).float().mean()) - 1 / (1 + math.exp(-1))) < 0.03
+    # fitted to the encoder's ε codes (the r part of the code is left out)
+    info = fit_eps_prior(model, {"x": x.repeat(20), "image": image.repeat(20, 1, 1, 1)}, seed=0)
+    assert info["codes"] == 60 and model.eps_noise.loc.shape == (2, 1)
