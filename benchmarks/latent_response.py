@@ -82,8 +82,8 @@ VARIANTS = {
                                                 "refit": {**REFIT, "tie_x": True}},
     "refit_tied_r_dim_4_eps_dim_1_eps_kl_8_epochs_15": {"epochs": 15, "r_dim": 4, "eps_dim": 1, "kl_weight": 8.0,
                                                         "refit": {**REFIT, "tie_x": True}},
-    # after the refit, p(ε) becomes a mixture of 10 Gaussians fitted to the trained encoder's ε codes
-    # (inference/eps_prior.py; pooled over x and r, so ε stays independent of them): closes the ε prior hole that
+    # after the refit, p(ε | x) becomes a mixture of 10 Gaussians per x fitted to the trained encoder's ε codes
+    # (inference/eps_prior.py; pooled over r and c, so ε stays independent of them): closes the ε prior hole that
     # w1_to_observational_by_codes shows (posterior_r_prior_eps)
     "refit_tied_eps_dim_1_epochs_15_eps_mixture": {"epochs": 15, "eps_dim": 1, "refit": {**REFIT, "tie_x": True},
                                                    "eps_mixture": 10},
@@ -270,7 +270,7 @@ def fit_variant(settings: dict, train: dict, num_x: int, image_shape, seed: int,
 def latent_codes_diagnostic(model, dataset, judge, max_images: int = 500) -> dict:
     """Where the model's own P(hue | x) goes wrong: held-out images of class x re-decoded with their posterior
     codes (r̂, ε̂ at the guide's mean), with r drawn from the prior p(r | x) (c ~ p(c | x)) and ε̂ kept, with r̂
-    kept and ε ~ p(ε) (N(0, I) or the fitted mixture), and with both from the prior (the model's conditional images); each read by the judge,
+    kept and ε ~ p(ε | x) (N(0, I) or the fitted mixture), and with both from the prior (the model's conditional images); each read by the judge,
     mean W1 over x to the dataset's observational P(hue | x). A gap that opens only with prior draws is a
     mismatch between the prior and the codes the encoder uses (the aggregate posterior), not a causal error."""
     from cauvade_pyro.inference.train import to_float_images
@@ -285,7 +285,7 @@ def latent_codes_diagnostic(model, dataset, judge, max_images: int = 500) -> dic
     r_post, eps_post = loc[:, : model.r_dim], loc[:, model.r_dim :]
     c = torch.multinomial(model.posterior_c_given_x(x), 1).squeeze(-1)
     r_prior = model.r_loc[c, x] + model.r_log_scale[c, x].exp() * torch.randn_like(r_post)
-    eps_prior = model.eps_noise.sample(len(eps_post), device)
+    eps_prior = model.eps_noise.sample(x)
     out = {}
     for name, r, eps in (("posterior_r_posterior_eps", r_post, eps_post), ("prior_r_posterior_eps", r_prior, eps_post),
                          ("posterior_r_prior_eps", r_post, eps_prior), ("prior_r_prior_eps", r_prior, eps_prior)):
@@ -374,7 +374,7 @@ def run(names, *, num_train: int, num_test: int, data_seed: int, seed: int, devi
                      if settings["refit"] is not None else {})
             refit["refit_s"] = round(time.perf_counter() - started, 1)
             if settings["eps_mixture"]:
-                model.eps_noise = NoiseMixture(model.eps_dim, settings["eps_mixture"]).to(device)
+                model.eps_noise = NoiseMixture(model.eps_dim, settings["eps_mixture"], model.num_x).to(device)
                 refit["eps_mixture"] = fit_eps_prior(model, train, seed=seed)
             rows[name] = score(model, seconds, settings)
             rows[name]["refit"] = refit

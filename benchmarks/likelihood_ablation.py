@@ -97,7 +97,7 @@ def decoded_quality(model, dataset, feature_net, reference: dict, floor: list[fl
     for x, ref in reference.items():
         xs = ref["x"].to(device)
         with torch.no_grad():
-            eps = model.sample_eps(len(xs), device)
+            eps = model.sample_eps(xs)
             images = model.decode(xs, ref["y"].to(device), eps).clamp(0, 1).cpu()
         ref_images = ref["image"].float().div(255)
         fids.append(ReferenceFID(feature_net, ref_images).distance(images))
@@ -116,14 +116,17 @@ def decoded_quality(model, dataset, feature_net, reference: dict, floor: list[fl
 
 
 def reference_sets(dataset, feature_net, num_samples: int) -> tuple[dict, list[float]]:
-    """Per x an unconfounded reference set (seeds 10000 + x) and the FID floor against a second one (20000 + x)."""
+    """Per x an unconfounded reference set and the FID floor against a second one (seeds 20000 + x).
+
+    The reference is the quality benchmark's *validation* set (seeds 30000 + x): the ablations choose defaults,
+    so they never see its test set (10000 + x), on which ``benchmarks/quality.py`` scores."""
     import torch
 
     from cauvade_pyro.metrics import ReferenceFID
 
     reference, floor = {}, []
     for x in range(dataset.num_classes):
-        reference[x] = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
+        reference[x] = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(30_000 + x))
         second = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(20_000 + x))
         floor.append(ReferenceFID(feature_net, reference[x]["image"].float().div(255)).distance(
             second["image"].float().div(255)))

@@ -1,16 +1,16 @@
-"""Ex-post prior of the image noise ε: a Gaussian mixture fitted to the encoder's codes after training.
+"""Ex-post prior of the image noise ε: a Gaussian mixture per x fitted to the encoder's codes after training.
 
 A VAE trained with ε ~ N(0, I) leaves its aggregate posterior q(ε) = (1/N) Σ_n q(ε | image_n, …) unequal to
 N(0, I): prior draws fall in regions no real image is encoded to, and decode to images unlike any in the data.
 Once a model is trained (the default diagram's image model, or the latent-response model), :func:`fit_eps_prior`
 draws ``draws`` codes ε ~ q(ε | image_n, …) per training image and fits, by EM (scikit-learn's
-``GaussianMixture``),
+``GaussianMixture``), for every value x of the treatment,
 
-    p(ε) = Σ_{m=1}^{M} w_m N(ε; μ_m, Σ_m),     (w, μ, Σ) = argmax Σ_{n,k} log p(ε_{n,k}),
+    p(ε | x) = Σ_{m=1}^{M} w_{x,m} N(ε; μ_{x,m}, Σ_{x,m}),     (w, μ, Σ)_x = argmax Σ_{n: x_n = x} Σ_k log p(ε_{n,k} | x),
 
-which the model then uses for every prior draw and every held-out likelihood. The mixture is pooled over all
-conditions: p(ε) stays independent of x, y (or r) and the confounder, so P(image | do(x)) keeps its meaning; only
-the decoder's inputs come from where the data put them (:class:`cauvade_pyro.models.noise.NoiseMixture`).
+which the model then uses for every prior draw and every held-out likelihood. The codes are pooled over the
+response (y or r) and the confounder, so ε never depends on them and P(image | do(x)) keeps its meaning
+(:mod:`cauvade_pyro.models.noise` gives the argument).
 
 >>> import torch
 >>> from cauvade_pyro.models import ConditionalImageModel
@@ -60,26 +60,31 @@ def fit_eps_prior(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     keys = [k for k in ("x", "y", "image") if k in data]
-    codes = []
+    codes, code_x = [], []
     try:
         for start in range(0, len(data["x"]), batch_size):
             batch = to_float_images({k: data[k][start : start + batch_size].to(device) for k in keys})
             loc, scale = model.eps_posterior(batch)
             noise = torch.randn((draws, *loc.shape), generator=generator).to(device, loc.dtype)
-            codes.append((loc + scale * noise).reshape(-1, loc.shape[-1]).float().cpu())
+            codes.append((loc + scale * noise).reshape(-1, loc.shape[-1]).float().cpu())  # draw-major
+            code_x.append(batch["x"].cpu().repeat(draws))
     finally:
         model.train(was_training)
-    codes = torch.cat(codes).double()
-    if len(codes) < components:
-        raise ValueError(f"{len(codes)} codes cannot fit {components} mixture components")
-    mixture = GaussianMixture(components, covariance_type="full", reg_covar=reg_covar, random_state=seed)
-    mixture.fit(codes.numpy())
-    weights = torch.as_tensor(mixture.weights_)
-    loc = torch.as_tensor(mixture.means_)
-    scale_tril = torch.linalg.cholesky(torch.as_tensor(mixture.covariances_))
+    codes, code_x = torch.cat(codes).double(), torch.cat(code_x)
+    tables, converged, log_density = [], True, 0.0
+    for x in range(model.eps_noise.num_x):
+        own = codes[code_x == x]
+        if len(own) < components:
+            raise ValueError(f"x = {x} has {len(own)} codes: too few to fit {components} mixture components")
+        mixture = GaussianMixture(components, covariance_type="full", reg_covar=reg_covar, random_state=seed)
+        mixture.fit(own.numpy())
+        tables.append((torch.as_tensor(mixture.weights_).log(), torch.as_tensor(mixture.means_),
+                       torch.linalg.cholesky(torch.as_tensor(mixture.covariances_))))
+        converged &= bool(mixture.converged_)
+        log_density += float(mixture.score(own.numpy())) * len(own)
     buffer = model.eps_noise.loc
-    model.eps_noise.set(weights.log().to(buffer), loc.to(buffer), scale_tril.to(buffer))
+    model.eps_noise.set(*(torch.stack(parts).to(buffer) for parts in zip(*tables)))
     standard = torch.distributions.Normal(0.0, 1.0).log_prob(codes).sum(-1).mean()
-    return {"components": components, "codes": len(codes), "converged": bool(mixture.converged_),
-            "code_log_density_mixture": round(float(mixture.score(codes.numpy())), 4),
+    return {"components": components, "codes": len(codes), "converged": converged,
+            "code_log_density_mixture": round(log_density / len(codes), 4),
             "code_log_density_standard_normal": round(float(standard), 4)}

@@ -166,14 +166,14 @@ class ConditionalImageModel(nn.Module):
 
     ``eps_prior_components`` = M > 0 keeps room for an ex-post prior of ε: after training,
     :func:`cauvade_pyro.inference.fit_eps_prior` replaces N(0, I) by a mixture of M full-covariance Gaussians
-    fitted to draws of q(ε | image, x, y) over the training images (:class:`~.noise.NoiseMixture`): one mixture
-    for every condition, so ε stays independent of x, y and c; prior draws land where the encoder puts real
-    images. Training always uses N(0, I); until the mixture is fitted the model is exactly the N(0, I) one.
+    fitted to draws of q(ε | image, x, y) over the training images of each x (:class:`~.noise.NoiseMixture`):
+    p(ε | x) never depends on y or c, so the causal statements keep their meaning (the module says why); prior
+    draws land where the encoder puts real images. Training always uses N(0, I); until the mixture is fitted the model is exactly the N(0, I) one.
 
     >>> import torch
     >>> m = ConditionalImageModel(2, 3, (3, 28, 28), net="mlp", eps_dim=2, eps_prior_components=4)
-    >>> m.eps_prior(torch.zeros(1)).event_shape, m.sample_eps(5).shape
-    (torch.Size([2]), torch.Size([5, 2]))
+    >>> m.eps_prior(torch.zeros(1, dtype=torch.long)).event_shape, m.sample_eps(torch.tensor([0, 1, 1])).shape
+    (torch.Size([2]), torch.Size([3, 2]))
     """
 
     def __init__(
@@ -200,7 +200,7 @@ class ConditionalImageModel(nn.Module):
         self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood))
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
-        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components)
+        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components, num_x)
 
     @property
     def eps_prior_components(self) -> int:
@@ -210,17 +210,17 @@ class ConditionalImageModel(nn.Module):
     def eps_prior_fitted(self) -> bool:
         return self.eps_noise.fitted
 
-    def eps_prior(self, like: torch.Tensor) -> dist.Distribution:
-        """p(ε), event shape (eps_dim,): N(0, I), or the fitted mixture; ``like`` gives the device."""
-        return self.eps_noise.distribution(like)
+    def eps_prior(self, x: torch.Tensor) -> dist.Distribution:
+        """p(ε | x), event shape (eps_dim,): N(0, I), or the mixture fitted for each x."""
+        return self.eps_noise.distribution(x)
 
     def eps_posterior(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of q(ε | image, x, y) for a batch of float images (what an ε mixture is fitted to)."""
         return self.encode(batch["image"], batch["x"], batch["y"])
 
-    def sample_eps(self, num_samples: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """``num_samples`` draws of p(ε) outside a Pyro program (the global RNG), shape (num_samples, eps_dim)."""
-        return self.eps_noise.sample(num_samples, device if device is not None else self.head.net[0].weight.device)
+    def sample_eps(self, x: torch.Tensor) -> torch.Tensor:
+        """One draw of p(ε | x) per entry of ``x`` outside a Pyro program (the global RNG), shape (len(x), eps_dim)."""
+        return self.eps_noise.sample(x)
 
     def condition(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The decoder's condition vector [onehot(x), onehot(y)] (x and y broadcast)."""

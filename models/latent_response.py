@@ -3,11 +3,11 @@
 When the response to X has no label, it becomes a latent embedding r with a cluster-conditional Gaussian:
 
     c ~ Categorical(softmax(π)),   x ~ Categorical(softmax(A[c])),
-    r ~ N(μ[c, x], diag σ[c, x]²),  ε ~ p(ε),   image ~ likelihood(decoder(x, r, ε)),
+    r ~ N(μ[c, x], diag σ[c, x]²),  ε ~ p(ε | x),   image ~ likelihood(decoder(x, r, ε)),
 
-with an amortized guide q(r, ε | image, x). P(image | do(x)) draws c ~ π, r ~ N(μ[c, x], σ[c, x]), ε ~ p(ε).
-p(ε) is N(0, I), or (``eps_prior_components`` > 0, after :func:`cauvade_pyro.inference.fit_eps_prior`) a mixture
-fitted to the trained encoder's ε codes, independent of c, x and r either way (:mod:`.noise`).
+with an amortized guide q(r, ε | image, x). P(image | do(x)) draws c ~ π, r ~ N(μ[c, x], σ[c, x]), ε ~ p(ε | x).
+p(ε | x) is N(0, I), or (``eps_prior_components`` > 0, after :func:`cauvade_pyro.inference.fit_eps_prior`) a
+mixture per x fitted to the trained encoder's ε codes; never dependent on c or r (:mod:`.noise` says why).
 The attribute-level objective no longer splits from the image term, so every member refits the whole model.
 
 Known weaknesses (docs/design.md §7): the encoder decides what r means, and a generic decoder may read the
@@ -76,8 +76,8 @@ class LatentResponseModel(nn.Module):
         self.decoder = make_decoder(net, num_x + r_dim, eps_dim, channels)
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x, r_dim + eps_dim)
-        # p(ε): N(0, I), or a mixture fitted to the trained encoder's ε codes (cauvade_pyro.inference.fit_eps_prior)
-        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components)
+        # p(ε | x): N(0, I), or a mixture per x fitted to the trained encoder's ε codes (cauvade_pyro.inference.fit_eps_prior)
+        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components, num_x)
 
     def _condition(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return concat_vectors(one_hot(x, self.num_x).to(r.dtype), r)
@@ -97,7 +97,7 @@ class LatentResponseModel(nn.Module):
                 r_prior = dist.Normal(self.r_loc[c, x], self.r_log_scale[c, x].exp()).to_event(1)
             r = pyro.sample("r", r_prior)
             with poutine.scale(scale=self.kl_weight):
-                eps = pyro.sample("eps", self.eps_noise.distribution(self.r_loc))
+                eps = pyro.sample("eps", self.eps_noise.distribution(x))
             logits = self.decoder(self._condition(x, r), eps)
             if data.get("image") is None:
                 pyro.deterministic("image_mean", torch.sigmoid(logits), event_dim=3)
@@ -144,13 +144,13 @@ class LatentResponseModel(nn.Module):
 
     @torch.no_grad()
     def sample_given_x(self, x: int, num_samples: int) -> dict[str, torch.Tensor]:
-        """Observational draws given x, exactly: c ~ p(c | x), r ~ N(μ[c, x], σ[c, x]), ε ~ p(ε); returns c, r,
+        """Observational draws given x, exactly: c ~ p(c | x), r ~ N(μ[c, x], σ[c, x]), ε ~ p(ε | x); returns c, r,
         eps and ``image_mean`` (what rejection sampling of the program given x draws, without the rejections)."""
         device = self.pi_logits.device
         xs = torch.full((num_samples,), int(x), dtype=torch.long, device=device)
         c = torch.multinomial(self.posterior_c_given_x(xs[:1])[0], num_samples, replacement=True)
         r = self.r_loc[c, xs] + self.r_log_scale[c, xs].exp() * torch.randn(num_samples, self.r_dim, device=device)
-        eps = self.eps_noise.sample(num_samples, device)
+        eps = self.eps_noise.sample(xs)
         return {"c": c, "r": r, "eps": eps, "image_mean": self.decode(xs, r, eps)}
 
     def log_weight(self, image: torch.Tensor, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor,
@@ -162,7 +162,7 @@ class LatentResponseModel(nn.Module):
         over k draws the IWAE bound with k particles.
         """
         log_p = self.log_joint_c(x.expand(r.shape[:-1]), r).logsumexp(-1)
-        log_p = log_p + self.eps_noise.log_prob(eps)
+        log_p = log_p + self.eps_noise.log_prob(eps, x.expand(eps.shape[:-1]))
         batch = r.shape[:-1]
         logits = self.decoder(self._condition(x.expand(batch).reshape(-1), r.reshape(-1, self.r_dim)),
                               eps.reshape(-1, self.eps_dim))

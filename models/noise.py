@@ -1,22 +1,27 @@
-"""The prior of an independent noise site ε: N(0, I), or a Gaussian mixture fitted after training.
+"""The prior of the image noise ε: N(0, I), or a Gaussian mixture per value of x fitted after training.
 
-    p(ε) = N(ε; 0, I)                            until a mixture is set (and always during training)
-    p(ε) = Σ_m w_m N(ε; μ_m, L_m L_mᵀ)          once :meth:`NoiseMixture.set` (or, fitted to an encoder's
-                                                 codes, :func:`cauvade_pyro.inference.fit_eps_prior`) gives one
+    p(ε | x) = N(ε; 0, I)                              until a mixture is set (and always during training)
+    p(ε | x) = Σ_m w_{x,m} N(ε; μ_{x,m}, L_{x,m} L_{x,m}ᵀ)   once :meth:`NoiseMixture.set` gives one (fitted to an
+                                                        encoder's codes by :func:`cauvade_pyro.inference.fit_eps_prior`)
 
 A VAE trained with ε ~ N(0, I) leaves its aggregate posterior q(ε) = (1/N) Σ_n q(ε | image_n, …) unequal to
 N(0, I): prior draws then fall where no real image is encoded and decode to images unlike the data. A mixture
 fitted to the codes after training puts them back where the data are (the two-stage / ex-post density
-estimation idea: Dai & Wipf 2019; Ghosh et al. 2020). One mixture serves every condition, so ε stays
-independent of everything else in the diagram and every causal statement is unchanged.
+estimation idea: Dai & Wipf 2019; Ghosh et al. 2020). The codes of different x differ (the encoder may lay out
+size and position differently for each shape), so there is one mixture per value of x.
+
+**Why this keeps every causal statement.** ε's law may depend on x, never on the confounder c or the response
+(y or r): image = f(x, y, ε) with ε ~ p(ε | x) is the mechanism image = f(x, y, T_x(ε̃)) with ε̃ ~ N(0, I)
+independent of everything, T_x the map that turns N(0, I) into p(· | x). Under do(x) the noise follows x as the
+mechanism does, and P(image | do(x)) = Σ_y P(y | do(x)) p(image | x, y) keeps its form.
 
 >>> import torch
->>> noise = NoiseMixture(dim=2, components=3)
->>> noise.fitted, noise.distribution(torch.zeros(1)).event_shape
+>>> noise = NoiseMixture(dim=2, components=3, num_x=2)
+>>> noise.fitted, noise.distribution(torch.tensor([0, 1])).event_shape
 (False, torch.Size([2]))
->>> noise.set(torch.zeros(3), torch.ones(3, 2), torch.eye(2).expand(3, 2, 2))
->>> noise.fitted, noise.sample(4).shape
-(True, torch.Size([4, 2]))
+>>> noise.set(torch.zeros(2, 3), torch.ones(2, 3, 2), torch.eye(2).expand(2, 3, 2, 2))
+>>> noise.fitted, noise.distribution(torch.tensor([0, 1, 1])).batch_shape, noise.sample(torch.tensor([0, 1, 1])).shape
+(True, torch.Size([3]), torch.Size([3, 2]))
 """
 
 from __future__ import annotations
@@ -27,29 +32,30 @@ from torch import nn
 
 
 class NoiseMixture(nn.Module):
-    """p(ε) of dimension ``dim``: N(0, I), with room for a mixture of ``components`` Gaussians (0: none).
+    """p(ε | x) of dimension ``dim``: N(0, I), with room for ``components`` Gaussians per value of x (0: none).
 
     With ``components`` = 0 the module holds no buffers, so state dicts of models built before the option load
     unchanged.
     """
 
-    def __init__(self, dim: int, components: int = 0):
+    def __init__(self, dim: int, components: int = 0, num_x: int = 1):
         super().__init__()
         if int(components) < 0:
             raise ValueError(f"eps_prior_components must be >= 0, got {components}")
-        self.dim, self.components = int(dim), int(components)
+        self.dim, self.components, self.num_x = int(dim), int(components), int(num_x)
         # A Python flag, not a tensor: choosing the prior inside a training step must not read the GPU.
         self.fitted = False
         if self.components:
-            m = self.components
-            self.register_buffer("logits", torch.zeros(m))
-            self.register_buffer("loc", torch.zeros(m, self.dim))
-            self.register_buffer("scale_tril", torch.eye(self.dim).expand(m, self.dim, self.dim).clone())
+            shape = (self.num_x, self.components)
+            self.register_buffer("logits", torch.zeros(shape))
+            self.register_buffer("loc", torch.zeros(*shape, self.dim))
+            self.register_buffer("scale_tril", torch.eye(self.dim).expand(*shape, self.dim, self.dim).clone())
             self.register_buffer("is_fitted", torch.zeros((), dtype=torch.bool))
             self.register_load_state_dict_post_hook(_read_fitted_flag)
 
     def set(self, logits: torch.Tensor, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
-        """Make p(ε) the mixture Σ_m softmax(logits)_m N(loc_m, scale_tril_m scale_tril_mᵀ)."""
+        """Make p(ε | x) the mixture Σ_m softmax(logits[x])_m N(loc[x, m], scale_tril[x, m] scale_tril[x, m]ᵀ);
+        shapes (num_x, M), (num_x, M, dim), (num_x, M, dim, dim)."""
         if not self.components:
             raise ValueError("this model was built with eps_prior_components=0: it has no mixture prior")
         self.logits.copy_(logits)
@@ -58,26 +64,27 @@ class NoiseMixture(nn.Module):
         self.is_fitted.fill_(True)
         self.fitted = True
 
-    def distribution(self, like: torch.Tensor) -> dist.Distribution:
-        """p(ε) with event shape (dim,); ``like`` gives the device of N(0, I)."""
+    def distribution(self, x: torch.Tensor) -> dist.Distribution:
+        """p(ε | x), batch shape ``x.shape`` when fitted (N(0, I) broadcasts), event shape (dim,)."""
         if self.fitted:
             # validate_args=False: checking the tables' constraints would read them back from the GPU
-            weights = dist.Categorical(logits=self.logits, validate_args=False)
-            components = dist.MultivariateNormal(self.loc, scale_tril=self.scale_tril, validate_args=False)
+            weights = dist.Categorical(logits=self.logits[x], validate_args=False)
+            components = dist.MultivariateNormal(self.loc[x], scale_tril=self.scale_tril[x], validate_args=False)
             return dist.MixtureSameFamily(weights, components, validate_args=False)
-        zero = like.new_zeros((), dtype=torch.get_default_dtype())
+        zero = x.new_zeros((), dtype=torch.get_default_dtype())
         # zero + 1.0, not a Python 1.0: that would be copied to the GPU, a host-device sync
         return dist.Normal(zero, zero + 1.0).expand([self.dim]).to_event(1)
 
-    def log_prob(self, eps: torch.Tensor) -> torch.Tensor:
-        """log p(ε), summed over ε's last dimension."""
-        return self.distribution(eps).log_prob(eps)
+    def log_prob(self, eps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(ε | x), summed over ε's last dimension (``x`` broadcasts against ε's leading dimensions)."""
+        return self.distribution(x).log_prob(eps)
 
-    def sample(self, num_samples: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """``num_samples`` draws outside a Pyro program (global RNG); unfitted, exactly ``torch.randn``'s."""
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        """One draw of ε per entry of the 1-D ``x`` outside a Pyro program (global RNG), shape (len(x), dim);
+        unfitted, exactly ``torch.randn``'s draws."""
         if not self.fitted:
-            return torch.randn(num_samples, self.dim, device=device)
-        return self.distribution(self.loc).sample((num_samples,)).to(device if device is not None else self.loc.device)
+            return torch.randn(len(x), self.dim, device=x.device)
+        return self.distribution(x.to(self.loc.device)).sample().to(x.device)
 
 
 def _read_fitted_flag(module: NoiseMixture, incompatible_keys) -> None:
