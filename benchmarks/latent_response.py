@@ -91,7 +91,7 @@ VARIANTS = {
 }
 #: the candidate observational end whose confirmation row the target keys report (the first --confirm variant
 #: when it was not confirmed)
-CANDIDATE = "refit_tied_eps_dim_1_epochs_15"
+CANDIDATE = "refit_tied_epochs_15_eps_mixture"
 #: what the measurements in benchmarks/results/latent_response.json say (docs/latent_response.md has the tables)
 FINDINGS = [
     "At the diffuse end of this model (H[p(c | x, r)] = log K) do(x) equals conditioning on x, so its images are "
