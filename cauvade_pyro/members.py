@@ -260,10 +260,10 @@ def latent_base_key(cfg: DictConfig, dataset=None) -> str:
     spec = {
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         "model": {k: v for k, v in _plain(cfg.model).items() if k not in ("image", "cli")},  # cli: how, not what
-        # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; no ε
-        # mixture (0 components) keeps the keys of the models cached before the option
+        # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; the ε
+        # mixture is fitted per member after the base, so it is not part of it
         "image": {k: v for k, v in _plain(cfg.model.image).items()
-                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)},
+                  if k not in ("channels", "size", "eps_prior_components")},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "kind": "latent_response_base",
         "version": 1,
@@ -279,6 +279,7 @@ def build_latent_response(cfg: DictConfig, num_x: int, image_shape) -> LatentRes
     return LatentResponseModel(
         int(cfg.model.K), num_x, tuple(image_shape), r_dim=int(cfg.model.r_dim), eps_dim=int(image.eps_dim),
         net=image.net, likelihood=image.likelihood, kl_weight=float(image.kl_weight),
+        eps_prior_components=int(image.get("eps_prior_components", 0)),
     )
 
 

@@ -71,9 +71,14 @@ def test_gamma_sweep_writes_one_folder_per_member_and_shares_the_image_model(tmp
 
 def test_latent_response_diagram_runs(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_fit([*TINY, "model=latent_response", "model.warmup_epochs=1", f"hydra.run.dir={run_dir}"], tmp_path)
+    result = run_fit([*TINY, "model=latent_response", "model.warmup_epochs=1", "model.image.eps_prior_components=2",
+                      f"hydra.run.dir={run_dir}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "metrics.json").is_file() and (run_dir / "samples.png").is_file()
+    from cauvade_pyro.inference import load_checkpoint
+
+    state = load_checkpoint(run_dir / "checkpoint.pt", kind="latent_response_member")["state_dict"]
+    assert bool(state["eps_noise.is_fitted"]) and state["eps_noise.loc"].shape == (3, 2, 4)  # 3 shapes, 2 parts
 
 
 def test_latent_response_shared_sweep_trains_the_base_once_and_fine_tunes_each_member(tmp_path):

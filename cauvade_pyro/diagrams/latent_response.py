@@ -55,6 +55,10 @@ def fit_member(cfg: DictConfig, dataset, device, out_dir: Path):
                                  batch_size=batch, lr=lr, seed=seed, clip_norm=float(cfg.inference.clip_norm),
                                  progress=cfg.progress, **resume_options(cfg, out_dir, image_nan_hint(cfg)))
     model.eval()
+    if model.eps_noise.components:  # the ex-post prior of ε, fitted to this member's codes
+        from cauvade_pyro.inference import fit_eps_prior
+
+        info["eps_prior"] = fit_eps_prior(model, train, seed=seed)
     save_checkpoint(out_dir / "checkpoint.pt", {
         "kind": "latent_response_member", "config": OmegaConf.to_container(cfg, resolve=True),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
