@@ -95,18 +95,24 @@ def test_keys_see_a_custom_scm_and_keep_the_default_ones(tmp_path):
 
 
 def test_the_eps_mixture_enters_the_image_key_only_when_asked_for(tmp_path):
+    from omegaconf import open_dict
+
     from cauvade_pyro.members import fit_fingerprint, image_model_key
 
     with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
         def cfg(*extra):
             return compose(config_name="config", overrides=[*IMAGE_TINY, f"cache_dir={tmp_path}", *extra])
 
-        plain = cfg()
-        zero, mixture = cfg("model.image.eps_prior_components=0"), cfg("model.image.eps_prior_components=4")
-    assert image_model_key(plain) == image_model_key(zero) != image_model_key(mixture)
+        default, zero, four = cfg(), cfg("model.image.eps_prior_components=0"), cfg("model.image.eps_prior_components=4")
+        before_the_option = cfg("model.image.eps_prior_components=0")
+    with open_dict(before_the_option):
+        del before_the_option.model.image["eps_prior_components"]
+    assert default.model.image.eps_prior_components == 5
     # keys and resume states written before the option stay valid: 0 components is not part of them
-    assert "eps_prior_components" not in fit_fingerprint(plain)["model"]["image"]
-    assert fit_fingerprint(mixture)["model"]["image"]["eps_prior_components"] == 4
+    assert image_model_key(zero) == image_model_key(before_the_option)
+    assert len({image_model_key(zero), image_model_key(four), image_model_key(default)}) == 3
+    assert "eps_prior_components" not in fit_fingerprint(zero)["model"]["image"]
+    assert fit_fingerprint(four)["model"]["image"]["eps_prior_components"] == 4
 
 
 def test_a_changed_scm_never_reuses_a_cached_image_model_or_cvae(tmp_path):
