@@ -94,6 +94,8 @@ RUNTIME_KEYS = ("eval", "progress", "torch_threads", "device", "cache_dir", "res
 def fit_fingerprint(cfg: DictConfig) -> dict:
     """The configuration a training state must match to be resumed (everything but runtime settings)."""
     plain = {k: v for k, v in _plain(cfg).items() if k not in RUNTIME_KEYS}
+    # the dataset's image_epochs is only the default of inference.image_epochs, whose resolved value is kept
+    plain["dataset"] = {k: v for k, v in plain["dataset"].items() if k != "image_epochs"}
     plain["model"] = {k: v for k, v in plain["model"].items() if k != "cli"}  # which functions run it, not the fit
     image = plain["model"].get("image")
     if isinstance(image, dict) and not image.get("eps_prior_components", 1):  # states written before the option
@@ -261,9 +263,10 @@ def latent_base_key(cfg: DictConfig, dataset=None) -> str:
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         "model": {k: v for k, v in _plain(cfg.model).items() if k not in ("image", "cli")},  # cli: how, not what
         # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; the ε
-        # mixture is fitted per member after the base, so it is not part of it
+        # mixture is fitted per member after the base, but the base's state holds its (unfitted) tables, whose shape
+        # follows the number of components; 0 keeps the keys of the bases cached before the option
         "image": {k: v for k, v in _plain(cfg.model.image).items()
-                  if k not in ("channels", "size", "eps_prior_components")},
+                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "kind": "latent_response_base",
         "version": 1,

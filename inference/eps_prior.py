@@ -23,6 +23,7 @@ response (y or r) and the confounder, so ε never depends on them and P(image | 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -72,16 +73,26 @@ def fit_eps_prior(
         model.train(was_training)
     codes, code_x = torch.cat(codes).double(), torch.cat(code_x)
     tables, converged, log_density = [], True, 0.0
+    dim = codes.shape[-1]
     for x in range(model.eps_noise.num_x):
         own = codes[code_x == x]
-        if len(own) < components:
-            raise ValueError(f"x = {x} has {len(own)} codes: too few to fit {components} mixture components")
-        mixture = GaussianMixture(components, covariance_type="full", reg_covar=reg_covar, random_state=seed)
-        mixture.fit(own.numpy())
-        tables.append((torch.as_tensor(mixture.weights_).log(), torch.as_tensor(mixture.means_),
-                       torch.linalg.cholesky(torch.as_tensor(mixture.covariances_))))
-        converged &= bool(mixture.converged_)
-        log_density += float(mixture.score(own.numpy())) * len(own)
+        # a value of x with fewer codes than components gets as many components as it has codes (the rest weigh
+        # nothing), one with none keeps N(0, I): a tiny dataset still finishes its fit
+        logits = torch.full((components,), -math.inf, dtype=torch.float64)
+        loc = torch.zeros(components, dim, dtype=torch.float64)
+        scale_tril = torch.eye(dim, dtype=torch.float64).expand(components, dim, dim).clone()
+        used = min(components, len(own))
+        if used == 0:
+            logits[0] = 0.0
+        else:
+            mixture = GaussianMixture(used, covariance_type="full", reg_covar=reg_covar, random_state=seed)
+            mixture.fit(own.numpy())
+            logits[:used] = torch.as_tensor(mixture.weights_).log()
+            loc[:used] = torch.as_tensor(mixture.means_)
+            scale_tril[:used] = torch.linalg.cholesky(torch.as_tensor(mixture.covariances_))
+            converged &= bool(mixture.converged_)
+            log_density += float(mixture.score(own.numpy())) * len(own)
+        tables.append((logits, loc, scale_tril))
     buffer = model.eps_noise.loc
     model.eps_noise.set(*(torch.stack(parts).to(buffer) for parts in zip(*tables)))
     standard = torch.distributions.Normal(0.0, 1.0).log_prob(codes).sum(-1).mean()

@@ -10,10 +10,16 @@ fitted to the codes after training puts them back where the data are (the two-st
 estimation idea: Dai & Wipf 2019; Ghosh et al. 2020). The codes of different x differ (the encoder may lay out
 size and position differently for each shape), so there is one mixture per value of x.
 
-**Why this keeps every causal statement.** ε's law may depend on x, never on the confounder c or the response
-(y or r): image = f(x, y, ε) with ε ~ p(ε | x) is the mechanism image = f(x, y, T_x(ε̃)) with ε̃ ~ N(0, I)
-independent of everything, T_x the map that turns N(0, I) into p(· | x). Under do(x) the noise follows x as the
-mechanism does, and P(image | do(x)) = Σ_y P(y | do(x)) p(image | x, y) keeps its form.
+**What it keeps and what it costs.** ε's law may depend on the image's parents, never on the confounder c:
+image = f(x, y, ε) with ε ~ p(ε | x) is the mechanism image = f(x, y, T_x(ε̃)) with ε̃ ~ N(0, I) independent of
+everything, T_x the map that turns N(0, I) into p(· | x). So the model stays a causal model in which
+P(image | do(x)) = Σ_y P(y | do(x)) p(image | x, y), with p(image | x, y) the model's own conditional law; the
+interventional statements keep their meaning. Two costs: (1) the mixture is fitted to codes pooled over y with
+the data's weights P(y | x), so if the codes of different y sit in different places, an (x, y) cell the data
+rarely show is decoded mostly from codes of other y (a fidelity cost where do(x) puts weight the data do not;
+a mixture per (x, y) would avoid it, and is not built here); (2) a flip that holds ε fixed while changing x (the
+effectiveness checks) no longer holds the underlying noise ε̃ fixed, so those checks say whether the decoder
+obeys x, not what a counterfactual would be.
 
 >>> import torch
 >>> noise = NoiseMixture(dim=2, components=3, num_x=2)

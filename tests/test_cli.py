@@ -86,6 +86,7 @@ def test_latent_response_shared_sweep_trains_the_base_once_and_fine_tunes_each_m
     tiny = [arg for arg in TINY if not arg.startswith(("dataset.num_train", "inference.attribute_steps"))]
     result = run_fit(["-m", *tiny, "dataset.num_train=300", "model=latent_response", "model.warmup_epochs=1",
                       "inference.sweep=shared", "inference.batch_size=64", "inference.gamma=-1,2", "seed=0",
+                      "model.image.eps_prior_components=2",  # the base holds unfitted ε tables, each member fits its own
                       f"hydra.sweep.dir={sweep_dir}",
                       "hydra.sweep.subdir=${hydra.job.num}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -99,6 +100,7 @@ def test_latent_response_shared_sweep_trains_the_base_once_and_fine_tunes_each_m
     states = [torch.load(p, weights_only=True)["state_dict"] for p in sorted(sweep_dir.glob("*/checkpoint.pt"))]
     # each member is fine-tuned at its own γ (4 steps: the first Adam step alone is lr·sign(grad) for any γ)
     assert not torch.equal(states[0]["r_loc"], states[1]["r_loc"])
+    assert all(bool(state["eps_noise.is_fitted"]) for state in states)
 
 
 @pytest.mark.parametrize(

@@ -103,8 +103,20 @@ def test_bad_requests_fail_in_one_line():
         ConditionalImageModel(2, 3, net="mlp", eps_prior_components=-1)
     with pytest.raises(ValueError, match="eps_prior_components=0"):
         fit_eps_prior(tiny(components=0), data(6))
-    with pytest.raises(ValueError, match="x = 0 has 3 codes: too few to fit 8 mixture components"):
-        fit_eps_prior(tiny(components=8), data(6))
+
+
+
+def test_too_few_codes_for_an_x_use_fewer_components_and_none_keep_the_standard_normal():
+    model = tiny(KnownCodes, components=8)
+    few = {k: v[:6:2] for k, v in data(6).items()}  # three images, all of x = 0; none of x = 1
+    info = fit_eps_prior(model, few, seed=0)
+    weights = model.eps_noise.logits.softmax(-1)
+    assert info["codes"] == 3 and int((weights[0] > 0).sum()) == 3  # as many components as codes
+    assert torch.equal(weights[1], torch.eye(8)[0])  # x = 1: one component, N(0, I)
+    assert torch.equal(model.eps_noise.loc[1, 0], torch.zeros(2)) and torch.equal(model.eps_noise.scale_tril[1, 0],
+                                                                                   torch.eye(2))
+    draws = model.sample_eps(torch.tensor([0, 1] * 50))
+    assert torch.isfinite(draws).all() and torch.isfinite(model.eps_prior(torch.tensor([0, 1])).log_prob(draws[:2])).all()
 
 
 def test_the_latent_response_model_draws_and_scores_eps_from_its_mixture():
