@@ -46,6 +46,8 @@ from pathlib import Path
 
 import pyro
 import torch
+
+from benchmarks.provenance import git_sha
 import torch.nn.functional as F
 from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam as TorchClippedAdam
@@ -124,6 +126,7 @@ def machine_info(device: torch.device) -> dict:
 def write_results(results: dict, out: Path, plot_fn, started: float) -> Path:
     """Stamp the total time, write ``out`` (JSON) and its plot beside it (PNG), and say so."""
     results["total_s"] = round(time.perf_counter() - started, 1)
+    results["git_sha"] = git_sha()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     plot_fn(results, out.with_suffix(".png"))
