@@ -46,12 +46,11 @@ from pathlib import Path
 
 import pyro
 import torch
-
-from benchmarks.provenance import git_sha
 import torch.nn.functional as F
 from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam as TorchClippedAdam
 
+from benchmarks.provenance import git_sha
 from cauvade_pyro.inference import (
     GammaEntropyELBO,
     cell_counts,
