@@ -39,7 +39,6 @@ from cauvade_pyro.inference import fit_eps_prior, fit_image_model, heldout_image
 from cauvade_pyro.metrics import train_feature_net, train_judge
 from cauvade_pyro.metrics.hue import within_bin_hue_w1, within_bin_positions
 from cauvade_pyro.models import ConditionalImageModel
-from cauvade_pyro.models.noise import NoiseMixture
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
@@ -67,7 +66,7 @@ VARIANTS = {
 def prior_sample_accuracy(image_model, judge, n: int = 1200) -> dict:
     x = torch.arange(n) % image_model.num_x
     y = torch.arange(n) % image_model.num_y
-    shape, hue = judge.predict(image_model.decode(x, y, image_model.sample_eps(x)))
+    shape, hue = judge.predict(image_model.decode(x, y, image_model.sample_eps(x, y)))
     return {"prior_shape": round(float((shape == x).float().mean()), 4),
             "prior_hue": round(float((hue == y).float().mean()), 4)}
 
@@ -120,11 +119,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eps-prior-components", default="0",
                         help="comma-separated: one row per value, the same trained model with p(ε | x) a mixture of "
                              "that many Gaussians per x fitted to its codes (0: N(0, I))")
+    parser.add_argument("--eps-prior-given", default="x",
+                        help="comma-separated: fit each mixture per value of x, or per cell (x, y) ('xy')")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image model's initialisation and data order")
     parser.add_argument("--out", default="image_model_ablation.json")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
     components_list = [int(v) for v in args.eps_prior_components.split(",") if v]
+    given_list = [v for v in args.eps_prior_given.split(",") if v]
     started_all = time.perf_counter()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -149,11 +151,13 @@ def main(argv: list[str] | None = None) -> None:
         fit_image_model(trained, dataset.train, epochs=args.epochs, batch_size=256, lr=2e-3, seed=args.seed,
                         progress=False, kl_warmup_epochs=warmup)
         train_s = round(time.perf_counter() - started, 1)
-        for components in components_list:
+        priors = [(0, "x")] * (0 in components_list) + [(m, given) for m in components_list if m for given in given_list]
+        for components, given in priors:
             model = copy.deepcopy(trained).eval()
             prior = {"eps_prior_components": components}
             if components:
-                model.eps_noise = NoiseMixture(model.eps_dim, components, model.num_x)
+                model.reset_eps_prior(components, given)
+                prior["eps_prior_given"] = given
                 prior["eps_prior"] = fit_eps_prior(model, dataset.train, seed=args.seed)
             row = {"variant": name, **variant, **prior, "epochs": args.epochs, "seed": args.seed, "train_s": train_s,
                    "heldout_elbo": round(heldout_image_elbo(model, dataset.test), 2),

@@ -97,7 +97,7 @@ def decoded_quality(model, dataset, feature_net, reference: dict, floor: list[fl
     for x, ref in reference.items():
         xs = ref["x"].to(device)
         with torch.no_grad():
-            eps = model.sample_eps(xs)
+            eps = model.sample_eps(xs, ref["y"].to(device))
             images = model.decode(xs, ref["y"].to(device), eps).clamp(0, 1).cpu()
         ref_images = ref["image"].float().div(255)
         fids.append(ReferenceFID(feature_net, ref_images).distance(images))

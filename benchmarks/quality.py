@@ -263,7 +263,7 @@ def evaluate_cvae(evaluator, cvae, seed: int) -> list[dict]:
     device = next(cvae.parameters()).device
     for x in range(evaluator.dataset.num_classes):
         xs = torch.full((evaluator.n,), x, dtype=torch.long, device=device)
-        eps = cvae.sample_eps(xs)  # its p(ε | x), like the members' (N(0, I) or the fitted mixture)
+        eps = cvae.sample_eps(xs, torch.zeros_like(xs))  # its p(ε | x), like the members' (N(0, I) or the fitted mixture)
         with torch.no_grad():
             images = cvae.decode(xs, torch.zeros_like(xs), eps).cpu()
         rows.append(evaluator.images(x, images))

@@ -68,13 +68,13 @@ def fit_eps_prior(
             loc, scale = model.eps_posterior(batch)
             noise = torch.randn((draws, *loc.shape), generator=generator).to(device, loc.dtype)
             codes.append((loc + scale * noise).reshape(-1, loc.shape[-1]).float().cpu())  # draw-major
-            code_x.append(batch["x"].cpu().repeat(draws))
+            code_x.append(model.eps_condition(batch["x"], batch.get("y")).cpu().repeat(draws))
     finally:
         model.train(was_training)
     codes, code_x = torch.cat(codes).double(), torch.cat(code_x)
     tables, converged, log_density = [], True, 0.0
     dim = codes.shape[-1]
-    for x in range(model.eps_noise.num_x):
+    for x in range(model.eps_noise.num_conditions):  # each x (or each cell (x, y))
         own = codes[code_x == x]
         # a value of x with fewer codes than components gets as many components as it has codes (the rest weigh
         # nothing), one with none keeps N(0, I): a tiny dataset still finishes its fit

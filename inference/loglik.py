@@ -111,7 +111,7 @@ def iwae_image_loglik(
                 noise = torch.randn((num_samples,) + loc.shape, generator=generator).to(device, loc.dtype)
                 eps = loc + scale * noise  # (S, B, D)
                 log_q = torch.distributions.Normal(loc, scale).log_prob(eps).sum(-1)
-                log_prior = image_model.eps_prior(x).log_prob(eps)  # N(0, I) or the mixture fitted for x
+                log_prior = image_model.eps_prior(x, y).log_prob(eps)  # N(0, I) or the fitted mixture
                 logits = image_model.decoder(
                     cond.expand((num_samples,) + cond.shape).reshape(-1, cond.shape[-1]),
                     eps.reshape(-1, eps.shape[-1]),

@@ -54,6 +54,8 @@ Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 # The discretised logistic needs two decoder maps per channel: the image model has them, the latent-response
 # diagram's decoder not.
 LIKELIHOODS = ("bernoulli", "logistic")
+# what the ex-post mixture of ε is fitted per: each x, or each cell (x, y) (both parents of the image)
+EPS_PRIOR_GIVEN = ("x", "xy")
 IMAGE_LIKELIHOODS = LIKELIHOODS
 
 
@@ -172,7 +174,8 @@ class ConditionalImageModel(nn.Module):
 
     >>> import torch
     >>> m = ConditionalImageModel(2, 3, (3, 28, 28), net="mlp", eps_dim=2, eps_prior_components=4)
-    >>> m.eps_prior(torch.zeros(1, dtype=torch.long)).event_shape, m.sample_eps(torch.tensor([0, 1, 1])).shape
+    >>> x, y = torch.tensor([0, 1, 1]), torch.tensor([2, 0, 1])
+    >>> m.eps_prior(x, y).event_shape, m.sample_eps(x, y).shape
     (torch.Size([2]), torch.Size([3, 2]))
     """
 
@@ -186,8 +189,11 @@ class ConditionalImageModel(nn.Module):
         likelihood: str = "bernoulli",
         kl_weight: float = 1.0,
         eps_prior_components: int = 0,
+        eps_prior_given: str = "x",
     ):
         super().__init__()
+        if eps_prior_given not in EPS_PRIOR_GIVEN:
+            raise ValueError(f"eps_prior_given must be one of {EPS_PRIOR_GIVEN}, got {eps_prior_given!r}")
         if likelihood not in IMAGE_LIKELIHOODS:
             raise ValueError(f"model.image.likelihood must be one of {IMAGE_LIKELIHOODS}, got {likelihood!r}")
         if tuple(image_shape[1:]) != (28, 28):
@@ -200,7 +206,8 @@ class ConditionalImageModel(nn.Module):
         self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood))
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
-        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components, num_x)
+        self.eps_prior_given = eps_prior_given
+        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components, num_x * (num_y if eps_prior_given == "xy" else 1))
 
     @property
     def eps_prior_components(self) -> int:
@@ -210,17 +217,32 @@ class ConditionalImageModel(nn.Module):
     def eps_prior_fitted(self) -> bool:
         return self.eps_noise.fitted
 
-    def eps_prior(self, x: torch.Tensor) -> dist.Distribution:
-        """p(ε | x), event shape (eps_dim,): N(0, I), or the mixture fitted for each x."""
-        return self.eps_noise.distribution(x)
+    def eps_condition(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The index of p(ε | ·)'s mixture for each row: x, or the cell (x, y) with ``eps_prior_given="xy"``."""
+        return x if self.eps_prior_given == "x" else x * self.num_y + y
+
+    def eps_prior(self, x: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
+        """p(ε | x) (or p(ε | x, y)), event shape (eps_dim,): N(0, I), or the fitted mixture."""
+        return self.eps_noise.distribution(self.eps_condition(x, y))
 
     def eps_posterior(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of q(ε | image, x, y) for a batch of float images (what an ε mixture is fitted to)."""
         return self.encode(batch["image"], batch["x"], batch["y"])
 
-    def sample_eps(self, x: torch.Tensor) -> torch.Tensor:
-        """One draw of p(ε | x) per entry of ``x`` outside a Pyro program (the global RNG), shape (len(x), eps_dim)."""
-        return self.eps_noise.sample(x)
+    def sample_eps(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One draw of p(ε | x) (or p(ε | x, y)) per row outside a Pyro program (the global RNG), shape
+        (len(x), eps_dim)."""
+        return self.eps_noise.sample(self.eps_condition(x, y))
+
+    def reset_eps_prior(self, components: int, given: str = "x") -> None:
+        """Replace p(ε | ·) by an unfitted one with ``components`` per value of x (``given="x"``) or of (x, y)
+        (``"xy"``): to compare priors on one trained model."""
+        if given not in EPS_PRIOR_GIVEN:
+            raise ValueError(f"eps_prior_given must be one of {EPS_PRIOR_GIVEN}, got {given!r}")
+        device = self.head.net[0].weight.device
+        self.eps_prior_given = given
+        self.eps_noise = NoiseMixture(self.eps_dim, components,
+                                      self.num_x * (self.num_y if given == "xy" else 1)).to(device)
 
     def condition(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The decoder's condition vector [onehot(x), onehot(y)] (x and y broadcast)."""
@@ -238,7 +260,7 @@ class ConditionalImageModel(nn.Module):
         """The sites ε and image; call inside the data plate."""
         register_params("image_model", self, ("decoder",), own=True)  # the guide registers encoder and head
         with poutine.scale(scale=self.kl_weight):
-            eps = pyro.sample("eps", self.eps_prior(x))
+            eps = pyro.sample("eps", self.eps_prior(x, y))
         logits = self.decoder(self.condition(x, y), eps)
         if image is None:
             pyro.deterministic("image_mean", self.image_mean(logits), event_dim=3)

@@ -119,6 +119,10 @@ class LatentResponseModel(nn.Module):
             with poutine.scale(scale=self.kl_weight):
                 pyro.sample("eps", dist.Normal(loc[..., self.r_dim :], scale[..., self.r_dim :]).to_event(1))
 
+    def eps_condition(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The index of p(ε | ·)'s mixture for each row: x (this diagram's ε never depends on r or c)."""
+        return x
+
     def eps_posterior(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of q(ε | image, x) for a batch of float images (what an ε mixture is fitted to)."""
         loc, scale = self.encode(batch["image"], batch["x"])

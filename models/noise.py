@@ -22,7 +22,7 @@ effectiveness checks) no longer holds the underlying noise ε̃ fixed, so those 
 obeys x, not what a counterfactual would be.
 
 >>> import torch
->>> noise = NoiseMixture(dim=2, components=3, num_x=2)
+>>> noise = NoiseMixture(dim=2, components=3, num_conditions=2)
 >>> noise.fitted, noise.distribution(torch.tensor([0, 1])).event_shape
 (False, torch.Size([2]))
 >>> noise.set(torch.zeros(2, 3), torch.ones(2, 3, 2), torch.eye(2).expand(2, 3, 2, 2))
@@ -38,21 +38,22 @@ from torch import nn
 
 
 class NoiseMixture(nn.Module):
-    """p(ε | x) of dimension ``dim``: N(0, I), with room for ``components`` Gaussians per value of x (0: none).
+    """p(ε | x) of dimension ``dim``: N(0, I), with room for ``components`` Gaussians per value of the condition
+    (``num_conditions`` values: those of x, or of (x, y) for a model that conditions on both; 0 components: none).
 
     With ``components`` = 0 the module holds no buffers, so state dicts of models built before the option load
     unchanged.
     """
 
-    def __init__(self, dim: int, components: int = 0, num_x: int = 1):
+    def __init__(self, dim: int, components: int = 0, num_conditions: int = 1):
         super().__init__()
         if int(components) < 0:
             raise ValueError(f"eps_prior_components must be >= 0, got {components}")
-        self.dim, self.components, self.num_x = int(dim), int(components), int(num_x)
+        self.dim, self.components, self.num_conditions = int(dim), int(components), int(num_conditions)
         # A Python flag, not a tensor: choosing the prior inside a training step must not read the GPU.
         self.fitted = False
         if self.components:
-            shape = (self.num_x, self.components)
+            shape = (self.num_conditions, self.components)
             self.register_buffer("logits", torch.zeros(shape))
             self.register_buffer("loc", torch.zeros(*shape, self.dim))
             self.register_buffer("scale_tril", torch.eye(self.dim).expand(*shape, self.dim, self.dim).clone())
@@ -61,7 +62,7 @@ class NoiseMixture(nn.Module):
 
     def set(self, logits: torch.Tensor, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
         """Make p(ε | x) the mixture Σ_m softmax(logits[x])_m N(loc[x, m], scale_tril[x, m] scale_tril[x, m]ᵀ);
-        shapes (num_x, M), (num_x, M, dim), (num_x, M, dim, dim)."""
+        shapes (num_conditions, M), (num_conditions, M, dim), (num_conditions, M, dim, dim)."""
         if not self.components:
             raise ValueError("this model was built with eps_prior_components=0: it has no mixture prior")
         self.logits.copy_(logits)

@@ -62,7 +62,7 @@ def test_the_program_and_the_iwae_use_the_fitted_prior():
 
     assert torch.allclose(trace.nodes["eps"]["fn"].log_prob(eps), by_hand(eps, batch["x"]), atol=1e-5)
     # prior draws land on the codes of their own x, not around 0
-    draws = model.sample_eps(torch.tensor([1] * 2000))
+    draws = model.sample_eps(torch.tensor([1] * 2000), torch.tensor([0, 1, 2] * 666 + [0, 1]))
     assert draws[:, 0].abs().min() > 2.0 and (draws[:, 1] + 4).abs().max() < 1.0
     assert abs(float((draws[:, 0] > 0).float().mean()) - 1 / 3) < 0.05
     # the IWAE's log p(ε | x) term is the mixture's: one sample differs from the N(0, I) one by exactly that term
@@ -90,10 +90,12 @@ def test_unfitted_is_exactly_the_standard_normal_model():
     plain, room = tiny(components=0), tiny(components=3)
     assert plain.state_dict().keys() <= room.state_dict().keys()
     eps, x = torch.randn(5, 2), torch.tensor([0, 1, 0, 1, 1])
-    assert torch.equal(room.eps_prior(x).log_prob(eps), plain.eps_prior(x).log_prob(eps))
-    assert torch.allclose(room.eps_prior(x).log_prob(eps), torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum(-1))
+    y = torch.tensor([2, 0, 1, 1, 0])
+    assert torch.equal(room.eps_prior(x, y).log_prob(eps), plain.eps_prior(x, y).log_prob(eps))
+    assert torch.allclose(room.eps_prior(x, y).log_prob(eps),
+                          torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum(-1))
     torch.manual_seed(1)
-    a = room.sample_eps(x[:4])
+    a = room.sample_eps(x[:4], y[:4])
     torch.manual_seed(1)
     assert torch.equal(a, torch.randn(4, 2))  # the same draws as before the option
 
@@ -115,8 +117,9 @@ def test_too_few_codes_for_an_x_use_fewer_components_and_none_keep_the_standard_
     assert torch.equal(weights[1], torch.eye(8)[0])  # x = 1: one component, N(0, I)
     assert torch.equal(model.eps_noise.loc[1, 0], torch.zeros(2)) and torch.equal(model.eps_noise.scale_tril[1, 0],
                                                                                    torch.eye(2))
-    draws = model.sample_eps(torch.tensor([0, 1] * 50))
-    assert torch.isfinite(draws).all() and torch.isfinite(model.eps_prior(torch.tensor([0, 1])).log_prob(draws[:2])).all()
+    xs, ys = torch.tensor([0, 1] * 50), torch.tensor([0, 1] * 50)
+    draws = model.sample_eps(xs, ys)
+    assert torch.isfinite(draws).all() and torch.isfinite(model.eps_prior(xs[:2], ys[:2]).log_prob(draws[:2])).all()
 
 
 def test_the_latent_response_model_draws_and_scores_eps_from_its_mixture():
@@ -142,3 +145,30 @@ def test_the_latent_response_model_draws_and_scores_eps_from_its_mixture():
     # fitted to the encoder's ε codes (the r part of the code is left out)
     info = fit_eps_prior(model, {"x": x.repeat(20), "image": image.repeat(20, 1, 1, 1)}, seed=0)
     assert info["codes"] == 60 and model.eps_noise.loc.shape == (2, 2, 1)
+
+
+class CodesByCell(ConditionalImageModel):
+    """An image model whose codes sit at (3y, x): they depend on y, which a mixture per x alone would pool."""
+
+    def encode(self, image, x, y):
+        loc = torch.stack([3.0 * y, x.to(torch.float32)], -1).to(torch.float32)
+        return loc, torch.full_like(loc, 0.1)
+
+
+def test_a_mixture_per_cell_keeps_what_the_codes_of_each_y_hold():
+    model = tiny(CodesByCell, components=1)
+    model.reset_eps_prior(1, "xy")
+    info = fit_eps_prior(model, data(300), seed=0)
+    assert info["codes"] == 300 and model.eps_noise.loc.shape == (6, 1, 2)
+    for x in range(2):
+        for y in range(3):
+            assert torch.allclose(model.eps_noise.loc[x * 3 + y, 0], torch.tensor([3.0 * y, float(x)]), atol=0.05)
+    draws = model.sample_eps(torch.tensor([1] * 500), torch.tensor([2] * 500))
+    assert (draws.mean(0) - torch.tensor([6.0, 1.0])).abs().max() < 0.05
+    # per x alone, the same codes pool the three y's: draws of (x = 1, y = 2) land on every y's codes
+    pooled = tiny(CodesByCell, components=3)
+    fit_eps_prior(pooled, data(300), seed=0)
+    spread = pooled.sample_eps(torch.tensor([1] * 500), torch.tensor([2] * 500))[:, 0]
+    assert spread.min() < 1.0 and spread.max() > 5.0
+    with pytest.raises(ValueError, match="eps_prior_given must be one of"):
+        model.reset_eps_prior(1, "y")
