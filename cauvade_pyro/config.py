@@ -27,6 +27,7 @@ BASE_DATASETS = {
 }
 NETS = ("conv", "mlp")
 LIKELIHOODS = ("bernoulli", "logistic")
+EPS_PRIOR_GIVEN = ("x", "xy")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
 ATTRIBUTE_OBJECTIVES = ("pyro", "counts")
 PRECISIONS = ("fp32", "bf16")
@@ -122,6 +123,8 @@ def check_image(cfg: DictConfig) -> None:
     components = image.get("eps_prior_components", 0)
     if isinstance(components, bool) or not isinstance(components, int) or components < 0:
         raise ConfigError(f"model.image.eps_prior_components must be an integer >= 0, got {components!r}")
+    if image.get("eps_prior_given", "x") not in EPS_PRIOR_GIVEN:
+        raise ConfigError(f"model.image.eps_prior_given must be one of {EPS_PRIOR_GIVEN}, got {image.eps_prior_given!r}")
     if image.likelihood not in LIKELIHOODS:
         raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
     channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]

@@ -75,9 +75,10 @@ def image_model_key(cfg: DictConfig, dataset=None) -> str:
         # where the files live and whether they may be downloaded does not change the data
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; no ε
-        # mixture (0 components) keeps the keys of the models cached before the option
+        # mixture (0 components), or one per x, keeps the keys of the models cached before those options
         "image": {k: v for k, v in _plain(cfg.model.image).items()
-                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)},
+                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)
+                  and not (k == "eps_prior_given" and v == "x")},
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "version": 1,
     }
@@ -98,8 +99,10 @@ def fit_fingerprint(cfg: DictConfig) -> dict:
     plain["dataset"] = {k: v for k, v in plain["dataset"].items() if k != "image_epochs"}
     plain["model"] = {k: v for k, v in plain["model"].items() if k != "cli"}  # which functions run it, not the fit
     image = plain["model"].get("image")
-    if isinstance(image, dict) and not image.get("eps_prior_components", 1):  # states written before the option
-        plain["model"]["image"] = {k: v for k, v in image.items() if k != "eps_prior_components"}
+    if isinstance(image, dict):  # states written before the options: no mixture, or one per x
+        drop_image = (("eps_prior_components",) if not image.get("eps_prior_components", 1) else ()) + (
+            ("eps_prior_given",) if image.get("eps_prior_given", "x") == "x" else ())
+        plain["model"]["image"] = {k: v for k, v in image.items() if k not in drop_image}
     # sweep and member_epochs determine only a shared-sweep fit (a training state written before they existed
     # still resumes an independent one)
     drop = ("checkpoint_every",) + (() if plain["inference"].get("sweep") == "shared" else ("sweep", "member_epochs"))
@@ -129,6 +132,7 @@ def build_image_model(cfg: DictConfig, num_x: int, num_y: int, image_shape) -> C
         num_x, num_y, tuple(image_shape), net=image.net, eps_dim=int(image.eps_dim),
         likelihood=image.likelihood, kl_weight=float(image.kl_weight),
         eps_prior_components=int(image.get("eps_prior_components", 0)),
+        eps_prior_given=str(image.get("eps_prior_given", "x")),
     )
 
 

@@ -76,12 +76,12 @@ def fit_eps_prior(
     dim = codes.shape[-1]
     for x in range(model.eps_noise.num_conditions):  # each x (or each cell (x, y))
         own = codes[code_x == x]
-        # a value of x with fewer codes than components gets as many components as it has codes (the rest weigh
-        # nothing), one with none keeps N(0, I): a tiny dataset still finishes its fit
+        # a condition with fewer codes than components gets as many components as it has codes (the rest weigh
+        # nothing), one with fewer than 2 codes keeps N(0, I) (EM needs two): a tiny dataset still finishes its fit
         logits = torch.full((components,), -math.inf, dtype=torch.float64)
         loc = torch.zeros(components, dim, dtype=torch.float64)
         scale_tril = torch.eye(dim, dtype=torch.float64).expand(components, dim, dim).clone()
-        used = min(components, len(own))
+        used = min(components, len(own)) if len(own) >= 2 else 0
         if used == 0:
             logits[0] = 0.0
         else:

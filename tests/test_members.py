@@ -107,7 +107,7 @@ def test_the_eps_mixture_enters_the_image_key_only_when_asked_for(tmp_path):
         before_the_option = cfg("model.image.eps_prior_components=0")
     with open_dict(before_the_option):
         del before_the_option.model.image["eps_prior_components"]
-    assert default.model.image.eps_prior_components == 5
+    assert default.model.image.eps_prior_components == 5 and default.model.image.eps_prior_given == "xy"
     # keys and resume states written before the option stay valid: 0 components is not part of them
     assert image_model_key(zero) == image_model_key(before_the_option)
     assert len({image_model_key(zero), image_model_key(four), image_model_key(default)}) == 3
