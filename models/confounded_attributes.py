@@ -168,9 +168,10 @@ class ConditionalImageModel(nn.Module):
 
     ``eps_prior_components`` = M > 0 keeps room for an ex-post prior of ε: after training,
     :func:`cauvade_pyro.inference.fit_eps_prior` replaces N(0, I) by a mixture of M full-covariance Gaussians
-    fitted to draws of q(ε | image, x, y) over the training images of each x (:class:`~.noise.NoiseMixture`):
-    p(ε | x) never depends on y or c, so the causal statements keep their meaning (the module says why); prior
-    draws land where the encoder puts real images. Training always uses N(0, I); until the mixture is fitted the model is exactly the N(0, I) one.
+    fitted to draws of q(ε | image, x, y) over the training images of each x, or (``eps_prior_given="xy"``) of
+    each cell (x, y) (:class:`~.noise.NoiseMixture`): p(ε | ·) depends on the image's parents only, never on c,
+    so the interventional statements keep their meaning (the module says why); prior draws land where the encoder
+    puts real images. Training always uses N(0, I); until the mixture is fitted the model is exactly the N(0, I) one.
 
     >>> import torch
     >>> m = ConditionalImageModel(2, 3, (3, 28, 28), net="mlp", eps_dim=2, eps_prior_components=4)

@@ -1,25 +1,28 @@
-"""The prior of the image noise ε: N(0, I), or a Gaussian mixture per value of x fitted after training.
+"""The prior of the image noise ε: N(0, I), or a Gaussian mixture per condition fitted after training.
 
-    p(ε | x) = N(ε; 0, I)                              until a mixture is set (and always during training)
-    p(ε | x) = Σ_m w_{x,m} N(ε; μ_{x,m}, L_{x,m} L_{x,m}ᵀ)   once :meth:`NoiseMixture.set` gives one (fitted to an
+    p(ε | k) = N(ε; 0, I)                              until a mixture is set (and always during training)
+    p(ε | k) = Σ_m w_{k,m} N(ε; μ_{k,m}, L_{k,m} L_{k,m}ᵀ)   once :meth:`NoiseMixture.set` gives one (fitted to an
                                                         encoder's codes by :func:`cauvade_pyro.inference.fit_eps_prior`)
+
+where the condition k is a value of the image's parents the model chooses: x, or the cell (x, y) of the default
+diagram's image model (``eps_prior_given``); never the confounder c.
 
 A VAE trained with ε ~ N(0, I) leaves its aggregate posterior q(ε) = (1/N) Σ_n q(ε | image_n, …) unequal to
 N(0, I): prior draws then fall where no real image is encoded and decode to images unlike the data. A mixture
 fitted to the codes after training puts them back where the data are (the two-stage / ex-post density
 estimation idea: Dai & Wipf 2019; Ghosh et al. 2020). The codes of different x differ (the encoder may lay out
-size and position differently for each shape), so there is one mixture per value of x.
+size and position differently for each shape), and so, less, do those of different y.
 
 **What it keeps and what it costs.** ε's law may depend on the image's parents, never on the confounder c:
-image = f(x, y, ε) with ε ~ p(ε | x) is the mechanism image = f(x, y, T_x(ε̃)) with ε̃ ~ N(0, I) independent of
-everything, T_x the map that turns N(0, I) into p(· | x). So the model stays a causal model in which
-P(image | do(x)) = Σ_y P(y | do(x)) p(image | x, y), with p(image | x, y) the model's own conditional law; the
-interventional statements keep their meaning. Two costs: (1) the mixture is fitted to codes pooled over y with
-the data's weights P(y | x), so if the codes of different y sit in different places, an (x, y) cell the data
-rarely show is decoded mostly from codes of other y (a fidelity cost where do(x) puts weight the data do not;
-a mixture per (x, y) would avoid it, and is not built here); (2) a flip that holds ε fixed while changing x (the
-effectiveness checks) no longer holds the underlying noise ε̃ fixed, so those checks say whether the decoder
-obeys x, not what a counterfactual would be.
+image = f(x, y, ε) with ε ~ p(ε | x, y) is the mechanism image = f(x, y, T_{x,y}(ε̃)) with ε̃ ~ N(0, I)
+independent of everything, T_{x,y} the map that turns N(0, I) into p(· | x, y). So the model stays a causal model
+in which P(image | do(x)) = Σ_y P(y | do(x)) p(image | x, y), with p(image | x, y) the model's own conditional law;
+the interventional statements keep their meaning. Costs: (1) per x only, the codes are pooled over y with the
+data's weights P(y | x), so an (x, y) cell the data rarely show is decoded mostly from codes of other y — the
+per-cell mixture avoids that, at the price of fewer codes per mixture (a cell with fewer than two codes keeps
+N(0, I)); (2) a flip that holds ε fixed while changing x or y (the effectiveness checks) no longer holds the
+underlying noise ε̃ fixed, so those checks say whether the decoder obeys its inputs, not what a counterfactual
+would be.
 
 >>> import torch
 >>> noise = NoiseMixture(dim=2, components=3, num_conditions=2)
@@ -61,7 +64,7 @@ class NoiseMixture(nn.Module):
             self.register_load_state_dict_post_hook(_read_fitted_flag)
 
     def set(self, logits: torch.Tensor, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
-        """Make p(ε | x) the mixture Σ_m softmax(logits[x])_m N(loc[x, m], scale_tril[x, m] scale_tril[x, m]ᵀ);
+        """Make p(ε | k) the mixture Σ_m softmax(logits[k])_m N(loc[k, m], scale_tril[k, m] scale_tril[k, m]ᵀ);
         shapes (num_conditions, M), (num_conditions, M, dim), (num_conditions, M, dim, dim)."""
         if not self.components:
             raise ValueError("this model was built with eps_prior_components=0: it has no mixture prior")
@@ -72,7 +75,8 @@ class NoiseMixture(nn.Module):
         self.fitted = True
 
     def distribution(self, x: torch.Tensor) -> dist.Distribution:
-        """p(ε | x), batch shape ``x.shape`` when fitted (N(0, I) broadcasts), event shape (dim,)."""
+        """p(ε | k) for the condition indices ``x`` (batch shape ``x.shape`` when fitted; N(0, I) broadcasts),
+        event shape (dim,)."""
         if self.fitted:
             # validate_args=False: checking the tables' constraints would read them back from the GPU
             weights = dist.Categorical(logits=self.logits[x], validate_args=False)
@@ -83,7 +87,7 @@ class NoiseMixture(nn.Module):
         return dist.Normal(zero, zero + 1.0).expand([self.dim]).to_event(1)
 
     def log_prob(self, eps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(ε | x), summed over ε's last dimension (``x`` broadcasts against ε's leading dimensions)."""
+        """log p(ε | k), summed over ε's last dimension (the indices ``x`` broadcast against ε's leading ones)."""
         return self.distribution(x).log_prob(eps)
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:
