@@ -9,7 +9,7 @@ Each variant trains p(image | x, y) on the default confounded shapes for the sam
 - held-out codes are decoded with x (or y) changed and a blur-robust judge, never used in any training loss,
   reads whether the shape (hue) follows; prior samples are judged too;
 - the mean images decoded for the (x, y) of an unconfounded reference set (the quality benchmark's validation
-  set) with ε from the prior (N(0, I), or with ``--eps-prior-components`` a mixture per x fitted to the codes
+  set) with ε from the prior (N(0, I), or with ``--eps-prior-components`` a mixture per cell (x, y) or per x fitted to the codes
   after training, one row per value on the same trained model) are scored against those reference images: FID in the domain features and the within-bin hue W1 read from the pixels
   (:mod:`cauvade_pyro.metrics.hue`; a point mass at the bin centre scores 0.125), as in
   ``benchmarks/likelihood_ablation.py``;
@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eps-dim", type=int, default=None, help="override every variant's ε size")
     parser.add_argument("--kl-weight", type=float, default=None, help="override every variant's β")
     parser.add_argument("--eps-prior-components", default="0",
-                        help="comma-separated: one row per value, the same trained model with p(ε | x) a mixture of "
-                             "that many Gaussians per x fitted to its codes (0: N(0, I))")
-    parser.add_argument("--eps-prior-given", default="x",
+                        help="comma-separated: one row per value, the same trained model with p(ε | ·) a mixture of "
+                             "that many Gaussians per condition (--eps-prior-given) fitted to its codes (0: N(0, I))")
+    parser.add_argument("--eps-prior-given", default="xy",
                         help="comma-separated: fit each mixture per value of x, or per cell (x, y) ('xy')")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image model's initialisation and data order")
     parser.add_argument("--out", default="image_model_ablation.json")

@@ -76,9 +76,7 @@ def image_model_key(cfg: DictConfig, dataset=None) -> str:
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; no ε
         # mixture (0 components), or one per x, keeps the keys of the models cached before those options
-        "image": {k: v for k, v in _plain(cfg.model.image).items()
-                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)
-                  and not (k == "eps_prior_given" and v == "x")},
+        "image": _image_spec(cfg.model.image),
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "version": 1,
     }
@@ -92,6 +90,20 @@ def image_model_key(cfg: DictConfig, dataset=None) -> str:
 RUNTIME_KEYS = ("eval", "progress", "torch_threads", "device", "cache_dir", "resume")
 
 
+def _without_default_eps_prior(image: dict) -> dict:
+    """``model.image`` without the ε-prior keys where they change nothing a model held before the options: no
+    mixture (0 components; then ``eps_prior_given`` is moot), or a mixture per x."""
+    components = image.get("eps_prior_components", 0)
+    drop = ("eps_prior_components", "eps_prior_given") if not components else (
+        ("eps_prior_given",) if image.get("eps_prior_given", "x") == "x" else ())
+    return {k: v for k, v in image.items() if k not in drop}
+
+
+def _image_spec(image) -> dict:
+    """The image networks' part of a cache key: channels and size are the dataset's (checked at start-up)."""
+    return {k: v for k, v in _without_default_eps_prior(_plain(image)).items() if k not in ("channels", "size")}
+
+
 def fit_fingerprint(cfg: DictConfig) -> dict:
     """The configuration a training state must match to be resumed (everything but runtime settings)."""
     plain = {k: v for k, v in _plain(cfg).items() if k not in RUNTIME_KEYS}
@@ -100,9 +112,7 @@ def fit_fingerprint(cfg: DictConfig) -> dict:
     plain["model"] = {k: v for k, v in plain["model"].items() if k != "cli"}  # which functions run it, not the fit
     image = plain["model"].get("image")
     if isinstance(image, dict):  # states written before the options: no mixture, or one per x
-        drop_image = (("eps_prior_components",) if not image.get("eps_prior_components", 1) else ()) + (
-            ("eps_prior_given",) if image.get("eps_prior_given", "x") == "x" else ())
-        plain["model"]["image"] = {k: v for k, v in image.items() if k not in drop_image}
+        plain["model"]["image"] = _without_default_eps_prior(image)
     # sweep and member_epochs determine only a shared-sweep fit (a training state written before they existed
     # still resumes an independent one)
     drop = ("checkpoint_every",) + (() if plain["inference"].get("sweep") == "shared" else ("sweep", "member_epochs"))
@@ -266,11 +276,9 @@ def latent_base_key(cfg: DictConfig, dataset=None) -> str:
     spec = {
         "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
         "model": {k: v for k, v in _plain(cfg.model).items() if k not in ("image", "cli")},  # cli: how, not what
-        # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; the ε
-        # mixture is fitted per member after the base, but the base's state holds its (unfitted) tables, whose shape
-        # follows the number of components; 0 keeps the keys of the bases cached before the option
-        "image": {k: v for k, v in _plain(cfg.model.image).items()
-                  if k not in ("channels", "size") and not (k == "eps_prior_components" and not v)},
+        # the ε mixture is fitted per member after the base, but the base's state holds its (unfitted) tables, whose
+        # shape follows the number of components; 0 keeps the keys of the bases cached before the option
+        "image": _image_spec(cfg.model.image),
         "training": {k: inference[k] for k in ("image_epochs", "image_lr", "image_seed", "batch_size", "clip_norm")},
         "kind": "latent_response_base",
         "version": 1,

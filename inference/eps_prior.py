@@ -1,16 +1,17 @@
-"""Ex-post prior of the image noise ε: a Gaussian mixture per x fitted to the encoder's codes after training.
+"""Ex-post prior of the image noise ε: a Gaussian mixture per condition fitted to the encoder's codes after training.
 
 A VAE trained with ε ~ N(0, I) leaves its aggregate posterior q(ε) = (1/N) Σ_n q(ε | image_n, …) unequal to
 N(0, I): prior draws fall in regions no real image is encoded to, and decode to images unlike any in the data.
 Once a model is trained (the default diagram's image model, or the latent-response model), :func:`fit_eps_prior`
 draws ``draws`` codes ε ~ q(ε | image_n, …) per training image and fits, by EM (scikit-learn's
-``GaussianMixture``), for every value x of the treatment,
+``GaussianMixture``), for every value k of the model's condition (``model.eps_condition``: the cell (x, y) or the
+value of x for the default diagram's image model, x for the latent-response model),
 
-    p(ε | x) = Σ_{m=1}^{M} w_{x,m} N(ε; μ_{x,m}, Σ_{x,m}),     (w, μ, Σ)_x = argmax Σ_{n: x_n = x} Σ_k log p(ε_{n,k} | x),
+    p(ε | k) = Σ_{m=1}^{M} w_{k,m} N(ε; μ_{k,m}, Σ_{k,m}),     (w, μ, Σ)_k = argmax Σ_{n: k_n = k} Σ_j log p(ε_{n,j} | k),
 
-which the model then uses for every prior draw and every held-out likelihood. The codes are pooled over the
-response (y or r) and the confounder, so ε never depends on them and P(image | do(x)) keeps its meaning
-(:mod:`cauvade_pyro.models.noise` gives the argument).
+which the model then uses for every prior draw and every held-out likelihood. The condition is a value of the
+image's parents, never the confounder (nor the latent response r), so P(image | do(x)) keeps its meaning
+(:mod:`cauvade_pyro.models.noise` gives the argument and the costs).
 
 >>> import torch
 >>> from cauvade_pyro.models import ConditionalImageModel

@@ -3,7 +3,7 @@
 ``do(X = x)`` cuts X from its parents (its confounder included); running the intervened program with every
 other site drawn from its prior samples
 
-    P(image, attributes | do(x)) = Σ_c π_c p(attributes | do(x), c) ∫ p(image | …, ε) p(ε | x) dε.
+    P(image, attributes | do(x)) = Σ_c π_c p(attributes | do(x), c) ∫ p(image | …, ε) p(ε | parents of the image) dε.
 
 Pyro's ``do`` leaves the natural draw of X in the trace and sends the intervened value downstream; the
 functions here return the *intervened* values, and they check what ``do`` silently accepts (unknown site

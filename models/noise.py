@@ -41,7 +41,7 @@ from torch import nn
 
 
 class NoiseMixture(nn.Module):
-    """p(ε | x) of dimension ``dim``: N(0, I), with room for ``components`` Gaussians per value of the condition
+    """p(ε | k) of dimension ``dim``: N(0, I), with room for ``components`` Gaussians per value k of the condition
     (``num_conditions`` values: those of x, or of (x, y) for a model that conditions on both; 0 components: none).
 
     With ``components`` = 0 the module holds no buffers, so state dicts of models built before the option load

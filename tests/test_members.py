@@ -107,11 +107,13 @@ def test_the_eps_mixture_enters_the_image_key_only_when_asked_for(tmp_path):
         before_the_option = cfg("model.image.eps_prior_components=0")
     with open_dict(before_the_option):
         del before_the_option.model.image["eps_prior_components"]
+        del before_the_option.model.image["eps_prior_given"]
     assert default.model.image.eps_prior_components == 5 and default.model.image.eps_prior_given == "xy"
     # keys and resume states written before the option stay valid: 0 components is not part of them
     assert image_model_key(zero) == image_model_key(before_the_option)
     assert len({image_model_key(zero), image_model_key(four), image_model_key(default)}) == 3
-    assert "eps_prior_components" not in fit_fingerprint(zero)["model"]["image"]
+    assert not {"eps_prior_components", "eps_prior_given"} & set(fit_fingerprint(zero)["model"]["image"])
+    assert fit_fingerprint(zero) == fit_fingerprint(before_the_option)
     assert fit_fingerprint(four)["model"]["image"]["eps_prior_components"] == 4
 
 

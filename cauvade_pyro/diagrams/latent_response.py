@@ -21,6 +21,9 @@ def check(cfg: DictConfig) -> None:
     """This diagram's keys: K and the image model (whose likelihood must be Bernoulli here)."""
     check_clusters(cfg)
     check_image(cfg)
+    if cfg.model.image.get("eps_prior_given", "x") != "x":  # this diagram's ε never depends on the response r
+        raise ConfigError(f"model.image.eps_prior_given must be x with model=latent_response, "
+                          f"got {cfg.model.image.eps_prior_given!r}")
     if cfg.model.image.likelihood != "bernoulli":
         raise ConfigError(f"model.image.likelihood must be bernoulli with model=latent_response, "
                           f"got {cfg.model.image.likelihood!r}")
