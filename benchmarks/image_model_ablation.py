@@ -9,8 +9,9 @@ Each variant trains p(image | x, y) on the default confounded shapes for the sam
 - held-out codes are decoded with x (or y) changed and a blur-robust judge, never used in any training loss,
   reads whether the shape (hue) follows; prior samples are judged too;
 - the mean images decoded for the (x, y) of an unconfounded reference set (the quality benchmark's validation
-  set) with ε from the prior (N(0, I), or with ``--eps-prior-components`` a mixture per cell (x, y) or per x fitted to the codes
-  after training, one row per value on the same trained model) are scored against those reference images: FID in the domain features and the within-bin hue W1 read from the pixels
+  set) with ε from the prior (N(0, I), or with ``--eps-prior-components`` a mixture per cell (x, y) or per x
+  fitted to the codes after training, one row per value on the same trained model) are scored against those
+  reference images: FID in the domain features and the within-bin hue W1 read from the pixels
   (:mod:`cauvade_pyro.metrics.hue`; a point mass at the bin centre scores 0.125), as in
   ``benchmarks/likelihood_ablation.py``;
 - ``eps_carries_hue``: held-out images encoded to the mean of q(ε | image, x, y) and decoded again; the
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         fit_image_model(trained, dataset.train, epochs=args.epochs, batch_size=256, lr=2e-3, seed=args.seed,
                         progress=False, kl_warmup_epochs=warmup)
         train_s = round(time.perf_counter() - started, 1)
-        priors = [(0, "x")] * (0 in components_list) + [(m, given) for m in components_list if m for given in given_list]
+        priors = [(0, "x")] * (0 in components_list) + [(m, g) for m in components_list if m for g in given_list]
         for components, given in priors:
             model = copy.deepcopy(trained).eval()
             prior = {"eps_prior_components": components}

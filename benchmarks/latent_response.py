@@ -280,7 +280,8 @@ def fit_variant(settings: dict, train: dict, num_x: int, image_shape, seed: int,
 def latent_codes_diagnostic(model, dataset, judge, max_images: int = 500) -> dict:
     """Where the model's own P(hue | x) goes wrong: held-out images of class x re-decoded with their posterior
     codes (r̂, ε̂ at the guide's mean), with r drawn from the prior p(r | x) (c ~ p(c | x)) and ε̂ kept, with r̂
-    kept and ε ~ p(ε | x) (N(0, I) or the fitted mixture), and with both from the prior (the model's conditional images); each read by the judge,
+    kept and ε ~ p(ε | x) (N(0, I) or the fitted mixture), and with both from the prior (the model's conditional
+    images); each read by the judge,
     mean W1 over x to the dataset's observational P(hue | x). A gap that opens only with prior draws is a
     mismatch between the prior and the codes the encoder uses (the aggregate posterior), not a causal error."""
     from cauvade_pyro.inference.train import to_float_images

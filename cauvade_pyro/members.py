@@ -72,8 +72,7 @@ def image_model_key(cfg: DictConfig, dataset=None) -> str:
     """
     inference = cfg.inference
     spec = {
-        # where the files live and whether they may be downloaded does not change the data
-        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
+        "dataset": _dataset_spec(cfg),
         # channels and size must equal the dataset's (checked at start-up), so they add nothing to the key; no ε
         # mixture (0 components), or one per x, keeps the keys of the models cached before those options
         "image": _image_spec(cfg.model.image),
@@ -97,6 +96,12 @@ def _without_default_eps_prior(image: dict) -> dict:
     drop = ("eps_prior_components", "eps_prior_given") if not components else (
         ("eps_prior_given",) if image.get("eps_prior_given", "x") == "x" else ())
     return {k: v for k, v in image.items() if k not in drop}
+
+
+def _dataset_spec(cfg: DictConfig) -> dict:
+    """The dataset's part of a cache key: where the files live, whether they may be downloaded and the default of
+    inference.image_epochs (whose resolved value the key holds) do not change the data."""
+    return {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")}
 
 
 def _image_spec(image) -> dict:
@@ -274,7 +279,7 @@ def latent_base_key(cfg: DictConfig, dataset=None) -> str:
     device, not ``member_epochs``); a ``dataset`` with a custom SCM adds its digest, as in :func:`image_model_key`."""
     inference = cfg.inference
     spec = {
-        "dataset": {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")},
+        "dataset": _dataset_spec(cfg),
         "model": {k: v for k, v in _plain(cfg.model).items() if k not in ("image", "cli")},  # cli: how, not what
         # the ε mixture is fitted per member after the base, but the base's state holds its (unfitted) tables, whose
         # shape follows the number of components; 0 keeps the keys of the bases cached before the option

@@ -62,21 +62,21 @@ def fit_eps_prior(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     keys = [k for k in ("x", "y", "image") if k in data]
-    codes, code_x = [], []
+    codes, conditions = [], []
     try:
         for start in range(0, len(data["x"]), batch_size):
             batch = to_float_images({k: data[k][start : start + batch_size].to(device) for k in keys})
             loc, scale = model.eps_posterior(batch)
             noise = torch.randn((draws, *loc.shape), generator=generator).to(device, loc.dtype)
             codes.append((loc + scale * noise).reshape(-1, loc.shape[-1]).float().cpu())  # draw-major
-            code_x.append(model.eps_condition(batch["x"], batch.get("y")).cpu().repeat(draws))
+            conditions.append(model.eps_condition(batch["x"], batch.get("y")).cpu().repeat(draws))
     finally:
         model.train(was_training)
-    codes, code_x = torch.cat(codes).double(), torch.cat(code_x)
+    codes, conditions = torch.cat(codes).double(), torch.cat(conditions)
     tables, converged, log_density = [], True, 0.0
     dim = codes.shape[-1]
-    for x in range(model.eps_noise.num_conditions):  # each x (or each cell (x, y))
-        own = codes[code_x == x]
+    for k in range(model.eps_noise.num_conditions):  # each x (or each cell (x, y))
+        own = codes[conditions == k]
         # a condition with fewer codes than components gets as many components as it has codes (the rest weigh
         # nothing), one with fewer than 2 codes keeps N(0, I) (EM needs two): a tiny dataset still finishes its fit
         logits = torch.full((components,), -math.inf, dtype=torch.float64)

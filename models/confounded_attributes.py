@@ -193,8 +193,6 @@ class ConditionalImageModel(nn.Module):
         eps_prior_given: str = "x",
     ):
         super().__init__()
-        if eps_prior_given not in EPS_PRIOR_GIVEN:
-            raise ValueError(f"eps_prior_given must be one of {EPS_PRIOR_GIVEN}, got {eps_prior_given!r}")
         if likelihood not in IMAGE_LIKELIHOODS:
             raise ValueError(f"model.image.likelihood must be one of {IMAGE_LIKELIHOODS}, got {likelihood!r}")
         if tuple(image_shape[1:]) != (28, 28):
@@ -207,8 +205,7 @@ class ConditionalImageModel(nn.Module):
         self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood))
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
-        self.eps_prior_given = eps_prior_given
-        self.eps_noise = NoiseMixture(eps_dim, eps_prior_components, num_x * (num_y if eps_prior_given == "xy" else 1))
+        self.reset_eps_prior(eps_prior_components, eps_prior_given)
 
     @property
     def eps_prior_components(self) -> int:
