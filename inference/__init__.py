@@ -20,6 +20,7 @@ from .guides import AmortizedGuide, latent_sites
 from .init import init_latent_response
 from .latent_family import base_state, fine_tune_member, fit_latent_base, warm_start
 from .latent_prior import refit_latent_prior
+from .response_atoms import encode_means, fit_response_atoms
 from .intervene import intervene, sample_conditional, sample_observational
 from .train import fit_diagram, fit_member, fit_svi, resolve_device, seed_everything, to_float_images
 from .loglik import attribute_loglik, iwae_image_loglik, table_loglik
@@ -36,6 +37,8 @@ __all__ = [
     "fine_tune_member",
     "fit_latent_base",
     "refit_latent_prior",
+    "encode_means",
+    "fit_response_atoms",
     "warm_start",
     "FORMAT_VERSION",
     "GammaEntropyELBO",

@@ -9,11 +9,13 @@ from .confounded_attributes import (
     ConfoundedAttributesModel,
 )
 from .latent_response import LatentResponseModel
+from .response_atoms import AtomResponseModel
 from .nets import ConvDecoder, ConvEncoder, FiLM, GaussianHead, MLPDecoder, MLPEncoder, make_decoder, make_encoder
 from .tabular import TabularDiagram
 from .primitives import DATA_PLATE, confounder, data_size, is_confounder
 
 __all__ = [
+    "AtomResponseModel",
     "AttributeMixture",
     "ConditionalImageModel",
     "ConfoundedAttributesModel",

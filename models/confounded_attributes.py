@@ -69,6 +69,7 @@ class AttributeMixture(nn.Module):
         num_y: int,
         y_given_xc: str = "additive",
         hidden: int = 32,
+        outcome: str = "y",
     ):
         super().__init__()
         if num_clusters < 1:
@@ -77,6 +78,7 @@ class AttributeMixture(nn.Module):
             raise ValueError(f"model.y_given_xc must be one of {Y_PARAMETERIZATIONS}, got {y_given_xc!r}")
         self.num_clusters, self.num_x, self.num_y = num_clusters, num_x, num_y
         self.y_given_xc = y_given_xc
+        self.outcome = outcome  # the name of the outcome's sample site (the data key it reads)
         self.pi_logits = nn.Parameter(torch.zeros(num_clusters))
         self.x_logits = nn.Parameter(torch.zeros(num_clusters, num_x))
         if y_given_xc == "additive":
@@ -108,7 +110,7 @@ class AttributeMixture(nn.Module):
         pyro.module("attributes", self)
         c = confounder("c", self.pi_logits)
         x = pyro.sample("x", dist.Categorical(logits=self.x_logits[c]), obs=data.get("x"))
-        y = pyro.sample("y", dist.Categorical(logits=self.y_logits(x, c)), obs=data.get("y"))
+        y = pyro.sample(self.outcome, dist.Categorical(logits=self.y_logits(x, c)), obs=data.get(self.outcome))
         return x, y
 
     def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):

@@ -1,0 +1,179 @@
+"""The latent-response diagram's family over response atoms: coverage, span and the best member, read from images.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.latent_response_family --threads 1 --atoms 8,12,24 --seeds 0
+    OMP_NUM_THREADS=1 python -m benchmarks.latent_response_family --threads 1 --atoms 12 --seeds 1 --merge
+    ... --dataset fashion_mnist / --scm overlap                       (the data of benchmarks/latent_response.py)
+
+Per (dataset, SCM, seed): one latent-response model is trained at γ = 0 (the CLI's defaults: K = 4, r_dim 2,
+eps_dim 4, conv nets, warm-up 2 epochs + GMM init, ``--epochs`` epochs, batch 256, lr 2e-3; data seed = model
+seed = ``seed``); then for every M in ``--atoms``: M response atoms fitted to its codes
+(:func:`~cauvade_pyro.inference.fit_response_atoms`), the family of the (x, atom) tables fitted by
+:func:`~cauvade_pyro.inference.fit_family` (its defaults: τ = 0.005 nats, 3 restarts, the entropy dial, the
+vertices and 4 random directions), and every member scored from its images by
+:func:`~cauvade_pyro.evaluate.evaluate_atom_family` (the judge, trained on the dataset's own rendered images, is
+never in a loss). Seed 0 explores (which M), seed 1 confirms; the target keys of
+``benchmarks/results/latent_response.json`` report the confirmation of ``CANDIDATE_ATOMS``.
+Writes ``benchmarks/results/latent_response_family.json`` and a PNG per part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+from benchmarks.latent_response import BASE, DATASETS, SCMS, fit_variant, make_dataset
+from benchmarks.provenance import git_sha
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / "latent_response_family.json"
+#: the number of atoms whose confirmation (seed 1) the target keys report: chosen on seed 0 of the shapes
+CANDIDATE_ATOMS = 12
+TARGETS = {"coverage": 0.90, "span": 0.50, "best_member_w1_ratio": 0.60, "observational_end_w1_to_observational": 0.03}
+
+
+def part_name(dataset: str, scm: str, seed: int) -> str:
+    """The JSON key of one dataset, SCM and seed: ``shapes/seed0``, ``shapes_overlap/seed1``, ``fashion_mnist/seed1``."""
+    return f"{dataset}{'' if scm == 'default' else '_' + scm}/seed{seed}"
+
+
+def run_part(dataset_name: str, scm_name: str, seed: int, atoms: list[int], *, epochs: int, num_train: int,
+             num_test: int, num_samples: int, judge_images: int, judge_epochs: int, iwae_particles: int,
+             family_steps: dict, overrides: dict | None = None) -> dict:
+    """Train one model, then one family per number of atoms; JSON-ready."""
+    from cauvade_pyro.evaluate import evaluate_atom_family, latent_effectiveness
+    from cauvade_pyro.inference import fit_family, fit_response_atoms, seed_everything
+    from cauvade_pyro.metrics import train_judge
+    from cauvade_pyro.models import AtomResponseModel, AttributeMixture
+
+    dataset = make_dataset(dataset_name, scm_name, num_train, num_test, seed)
+    train = {k: dataset.train[k] for k in ("x", "image")}
+    judge = train_judge(dataset, seed=0, num_images=judge_images, epochs=judge_epochs)
+    settings = {**BASE, "gamma": 0.0, "epochs": epochs, **(overrides or {})}
+    image, fit_s = fit_variant(settings, train, dataset.num_classes, dataset.image_shape, seed, "cpu", 256, 2e-3)
+    image.eval()
+    test = {k: dataset.test[k] for k in ("x", "y", "image")}
+    out = {"settings": settings, "fit_s": round(fit_s, 1), "effectiveness": latent_effectiveness(image, judge, test),
+           "scm": {"p_observational": [[round(float(v), 5) for v in r] for r in dataset.scm.observational_y_given_x()],
+                   "p_do_truth": [[round(float(v), 5) for v in r] for r in dataset.scm.interventional_y()]},
+           "by_atoms": {}}
+    for num_atoms in atoms:
+        started = time.perf_counter()
+        atom_law, assigned, info = fit_response_atoms(image, train, num_atoms=num_atoms, seed=seed)
+        model = AtomResponseModel(AttributeMixture(settings["K"], dataset.num_classes, num_atoms, y_given_xc="table",
+                                                   outcome="atom"), image, atom_law).eval()
+        family = fit_family(model.model, {"x": train["x"], "atom": assigned}, outcome="atom", seed=seed,
+                            progress=False, **family_steps)
+        family_s = time.perf_counter() - started
+        seed_everything(seed)
+        scores = evaluate_atom_family(model, family, dataset, judge, num_samples, iwae_particles=iwae_particles,
+                                      heldout_images=num_test)
+        summary = family.summary()
+        out["by_atoms"][str(num_atoms)] = {
+            "atoms": info, "family_s": round(family_s, 1), "evaluate_s": round(time.perf_counter() - started - family_s, 1),
+            "members": summary["members"], "dropped": summary["dropped"], "by_kind": summary["by_kind"],
+            "tau": summary["tau"], "max_fit_gap_nats": summary["max_fit_gap_nats"], **scores,
+        }
+        print(f"[{dataset_name} {scm_name} seed {seed} M={num_atoms}] {len(family)} members: coverage "
+              f"{scores['coverage']:.2f}, span {scores['span']:.2f}, best ratio {scores['best_member_w1_ratio']:.2f}, "
+              f"observational end {scores['observational_end_w1_to_observational']:.3f}, IWAE gap "
+              f"{scores['heldout_iwae_max_gap']:.2f}", flush=True)
+        pyro.clear_param_store()
+    return out
+
+
+def target_figures(results: dict, atoms: int = CANDIDATE_ATOMS) -> dict:
+    """The target keys from the confirmation parts (seed 1) at ``atoms`` atoms, per dataset / SCM; null where
+    not measured."""
+    figures = {}
+    for name, part in results.get("parts", {}).items():
+        if not name.endswith("/seed1") or str(atoms) not in part["by_atoms"]:
+            continue
+        row = part["by_atoms"][str(atoms)]
+        figures[name.removesuffix("/seed1")] = {k: row[k] for k in ("coverage", "span", "best_member_w1_ratio",
+                                                                   "observational_end_w1_to_observational",
+                                                                   "heldout_iwae_max_gap", "members")}
+    return {"atoms": atoms, "by_data": figures, "targets": TARGETS}
+
+
+def plot(part: dict, title: str, path: Path) -> None:
+    """Per M: P(hue | do(x)) read from every member's images (dots), the family's range, the sharp bounds and the
+    truth, per x (the plot of :func:`cauvade_pyro.plots.save_family_plot`, one file per M)."""
+    import numpy as np
+
+    from cauvade_pyro.plots import save_family_plot
+
+    for num_atoms, row in part["by_atoms"].items():
+        values = np.array([m["p_do_from_images"] for m in row["member_scores"]])
+        save_family_plot(path.with_name(f"{path.stem}_atoms{num_atoms}.png"), values,
+                         [m["kind"] for m in row["member_scores"]], "x", "hue bin (read from images)",
+                         f"{title}, M = {num_atoms}: coverage {row['coverage']:.2f}, span {row['span']:.2f}",
+                         np.array(row["bounds"]["lower"]), np.array(row["bounds"]["upper"]),
+                         np.array(row["p_do_truth"]))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="toy sizes (what the tests run)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--dataset", default="shapes", choices=DATASETS)
+    parser.add_argument("--scm", default="default", choices=list(SCMS))
+    parser.add_argument("--seeds", default="0", help="comma-separated data = model seeds (0 explores, 1 confirms)")
+    parser.add_argument("--atoms", default=str(CANDIDATE_ATOMS), help="comma-separated numbers of response atoms")
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs after the warm-up")
+    parser.add_argument("--num-train", type=int, default=3000)
+    parser.add_argument("--out", default=None, help=f"JSON path (default {OUT})")
+    parser.add_argument("--merge", action="store_true", help="add this run's parts to the JSON at --out")
+    args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    seeds = [int(v) for v in args.seeds.split(",") if v]
+    atoms = [int(v) for v in args.atoms.split(",") if v]
+    if args.quick:
+        sizes = {"num_train": 64, "num_test": 32, "num_samples": 16, "judge_images": 128, "judge_epochs": 1,
+                 "iwae_particles": 2, "family_steps": {"steps": 30, "member_steps": 30, "restarts": 1,
+                                                       "random_directions": 1}}
+        overrides = {"warmup_epochs": 1, "net": "mlp"}
+        epochs = 1
+    else:
+        sizes = {"num_train": args.num_train, "num_test": 500, "num_samples": 400, "judge_images": 4000,
+                 "judge_epochs": 2, "iwae_particles": 8, "family_steps": {}}
+        overrides, epochs = None, args.epochs
+    command = "python -m benchmarks.latent_response_family " + " ".join(argv if argv is not None else sys.argv[1:])
+    parts = {part_name(args.dataset, args.scm, seed): run_part(args.dataset, args.scm, seed, atoms, epochs=epochs,
+                                                               overrides=overrides, **sizes) for seed in seeds}
+    this_run = {"command": command, "git_sha": git_sha(), "wall_s": round(time.perf_counter() - started, 1)}
+    out = Path(args.out) if args.out else (OUT.with_name("latent_response_family_quick.json") if args.quick else OUT)
+    results = {"quick": args.quick, "torch_threads": torch.get_num_threads(), "parts": {}, "runs": []}
+    if args.merge and out.exists():
+        results = json.loads(out.read_text())
+        if results["quick"] != args.quick:
+            parser.error(f"--merge: {out} holds a {'quick' if results['quick'] else 'full'} run")
+    for name, part in parts.items():
+        part["run"] = this_run
+        earlier = results["parts"].get(name)
+        if earlier is not None and earlier["settings"] == part["settings"]:
+            earlier["by_atoms"].update(part["by_atoms"])  # the same training settings: more M on the same data
+            earlier["run"] = this_run
+        else:
+            results["parts"][name] = part
+    results["runs"].append(this_run)
+    results["git_sha"] = this_run["git_sha"]
+    results["targets"] = target_figures(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    if not args.quick:
+        for name in parts:
+            plot(results["parts"][name], name, out.with_name(f"latent_response_family_{name.replace('/', '_')}.png"))
+    print(f"wrote {out} ({this_run['wall_s']} s)")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+r"""The latent-response diagram with its response quantised into atoms: a family over a discrete response.
+
+A trained :class:`~cauvade_pyro.models.LatentResponseModel` encodes each image of class x into a code
+z = (r, ε). Its mixture prior of r cannot be moved by γ without refitting the networks, and the response may
+sit in ε, which the confounder cannot reach (docs/latent_response.md measures both). Here the response is the
+code itself, quantised: M *atoms* are Gaussians N(μ_a, Σ_a) over z fitted to the pooled codes of the training
+images (no label, no x: :func:`cauvade_pyro.inference.fit_response_atoms`), and the diagram is
+
+    c ~ Categorical(π),   x ~ p(x | c),   a ~ p(a | x, c)   (the response atom: an :class:`AttributeMixture`
+    z ~ N(μ_a, Σ_a),   image ~ Bernoulli(decoder(x, z))     whose outcome site is named "atom"),
+
+with the decoder of the trained model. The objective splits like the default diagram's:
+log p(x, image) ≈ log P(x, a) + log p(image | x, a) once each training image is assigned its most likely atom,
+so the whole γ-family lives in the discrete tables (π, p(x | c), p(a | x, c)) and
+:func:`~cauvade_pyro.inference.fit_family` fits it on the (x, atom) pairs (:meth:`attribute_level`). Every
+member shares the decoder and the atoms, and
+
+    P(image | do(x)) = Σ_a P(a | do(x)) ∫ N(z; μ_a, Σ_a) p(image | x, z) dz,   P(a | do(x)) = Σ_c π_c p(a | x, c).
+
+Whether a member moves the *response* (the hue) and not only the atoms is an empirical question the judge
+answers from the images: an atom's hue, decoded with each x, depends on how the encoder laid out the codes.
+
+>>> import torch
+>>> from cauvade_pyro.models import AttributeMixture, LatentResponseModel
+>>> from cauvade_pyro.models.noise import NoiseMixture
+>>> image = LatentResponseModel(2, 2, (1, 28, 28), r_dim=2, eps_dim=2, net="mlp")
+>>> atoms = NoiseMixture(dim=4, components=1, num_conditions=3)   # 3 atoms of the 4-dim code, one Gaussian each
+>>> model = AtomResponseModel(AttributeMixture(2, 2, 3, y_given_xc="table", outcome="atom"), image, atoms)
+>>> model.model(num_samples=5).shape
+torch.Size([5, 1, 28, 28])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyro
+import torch
+from torch import nn
+
+from .confounded_attributes import AttributeMixture
+from .latent_response import LatentResponseModel
+from .nets import image_likelihood
+from .noise import NoiseMixture
+from .primitives import DATA_PLATE, data_size
+
+ATOM = "atom"  # the sample site (and data key) of the response atom
+
+
+class AtomResponseModel(nn.Module):
+    """c → x, (x, c) → atom, atom → z, (x, z) → image: one member of the quantised latent-response family."""
+
+    def __init__(self, attributes: AttributeMixture, image: LatentResponseModel, atoms: NoiseMixture):
+        super().__init__()
+        if attributes.outcome != ATOM:
+            raise ValueError(f"the attribute mixture's outcome site must be named {ATOM!r}, got {attributes.outcome!r}")
+        if atoms.components != 1 or atoms.num_conditions != attributes.num_y:
+            raise ValueError(f"atoms: one Gaussian per atom and {attributes.num_y} atoms expected, got "
+                             f"{atoms.components} per atom and {atoms.num_conditions} atoms")
+        if atoms.dim != image.r_dim + image.eps_dim:
+            raise ValueError(f"atoms: the code has {image.r_dim + image.eps_dim} dimensions (r and ε), the atoms "
+                             f"{atoms.dim}")
+        self.attributes, self.image, self.atoms = attributes, image, atoms
+        self.num_x, self.r_dim, self.eps_dim = image.num_x, image.r_dim, image.eps_dim
+
+    def attribute_level(self):
+        """The part a family refits and the data keys it reads: the discrete tables of (x, atom)."""
+        return self.attributes.model, ("x", ATOM)
+
+    def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
+        data = data or {}
+        with pyro.plate(DATA_PLATE, data_size(data, num_samples)):
+            x, atom = self.attributes.sample_attributes(data)
+            z = pyro.sample("z", self.atoms.distribution(atom))
+            logits = self.image.decoder(self.image._condition(x, z[..., : self.r_dim]), z[..., self.r_dim :])
+            if data.get("image") is None:
+                pyro.deterministic("image_mean", torch.sigmoid(logits), event_dim=3)
+            return pyro.sample("image", image_likelihood(self.image.likelihood, logits), obs=data.get("image"))
+
+    # ---- what the latent-response evaluation reads (held-out bound, effectiveness), through the image model --
+
+    def encode(self, image: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.image.encode(image, x)
+
+    def decode(self, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return self.image.decode(x, r, eps)
+
+    def log_weight(self, image: torch.Tensor, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor,
+                   loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """log p(x, z, image) − log q(z | image, x) at z = (r, ε), the atom and c summed out exactly:
+        p(x, z) = Σ_a P(x, a) N(z; μ_a, Σ_a) with P(x, a) this member's table. Leading dims of ``r`` left of
+        ``x``'s are particles (as :meth:`LatentResponseModel.log_weight`)."""
+        z = torch.cat([r, eps], -1)
+        log_xa = self.attributes.joint_xy().clamp_min(1e-30).log()  # (X, A)
+        atoms = torch.arange(self.attributes.num_y, device=z.device)
+        log_z = self.atoms.log_prob(z.unsqueeze(-2), atoms)  # (..., N, A)
+        log_p = (log_xa[x] + log_z).logsumexp(-1)
+        batch = z.shape[:-1]
+        logits = self.image.decoder(self.image._condition(x.expand(batch).reshape(-1), r.reshape(-1, self.r_dim)),
+                                    eps.reshape(-1, self.eps_dim))
+        target = image.expand(*batch, *image.shape[-3:]).reshape(-1, *image.shape[-3:])
+        log_p = log_p + image_likelihood(self.image.likelihood, logits).log_prob(target).reshape(batch)
+        return log_p - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
