@@ -318,8 +318,8 @@ def latent_posterior_entropies(model, data: dict, batch_size: int = 512) -> dict
     given_xr, given_x, count = 0.0, 0.0, len(data["x"])
     for start in range(0, count, batch_size):
         batch = to_float_images({k: data[k][start : start + batch_size] for k in ("x", "image")})
-        r = model.encode(batch["image"], batch["x"])[0][..., : model.r_dim]
-        given_xr += float(_entropy(model.posterior_c(batch["x"], r)).sum())
+        code = model.encode(batch["image"], batch["x"])[0]
+        given_xr += float(_entropy(model.posterior_c_given_code(batch["x"], code)).sum())
         given_x += float(_entropy(model.posterior_c_given_x(batch["x"])).sum())
     return {"posterior_entropy": round(given_xr / count, 5), "posterior_entropy_given_x": round(given_x / count, 5),
             "posterior_entropy_max": round(torch.tensor(float(model.num_clusters)).log().item(), 5)}

@@ -51,6 +51,14 @@ def build_dataset(cfg: DictConfig):
     return make_dataset(cfg.dataset.name, **params)
 
 
+def build_judge(cfg: DictConfig, dataset, device):
+    """The judge of ``dataset`` (trained once, then loaded from ``cache_dir``): never in a training loss."""
+    from cauvade_pyro.metrics import train_judge
+
+    return train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=int(cfg.eval.judge_images),
+                       epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
+
+
 def resume_source(cfg: DictConfig, out_dir: Path) -> Path | None:
     """The member's training state to continue from: ``resume=true`` finds this run dir's, a path names one."""
     if cfg.resume is False:
@@ -112,7 +120,6 @@ def run(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     from cauvade_pyro.inference import resolve_device, seed_everything
-    from cauvade_pyro.metrics import train_judge
     from cauvade_pyro.models.precision import net_autocast, precision_dtype
     from cauvade_pyro.plots import save_effect_plot, save_sample_grids
 
@@ -124,8 +131,7 @@ def run(cfg: DictConfig) -> dict:
     seed_everything(int(cfg.seed))
     pyro.clear_param_store()
     dataset = build_dataset(cfg)
-    judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=int(cfg.eval.judge_images),
-                        epochs=int(cfg.eval.judge_epochs), device=str(device), cache_dir=cfg.cache_dir)
+    judge = build_judge(cfg, dataset, device)
     fitter = diagrams.sweep_function(cfg)  # what conf/model/<diagram>.yaml names for this inference.sweep
     # inference.precision=bf16: every network of the fit (warm-up and shared bases included) under bf16 autocast
     with net_autocast(precision_dtype(str(cfg.inference.get("precision", "fp32")))):

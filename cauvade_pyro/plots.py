@@ -36,6 +36,28 @@ def save_sample_grids(path: str | Path, panels: dict, class_names, title: str = 
     return Path(path)
 
 
+def save_member_grids(path: str | Path, columns: list[tuple[str, dict]], class_names, title: str = "") -> Path:
+    """One row per x, one column per ``(name, {x: images})`` of ``columns``: e.g. observational samples, the do(x)
+    samples of several family members and reference samples, side by side."""
+    rows = sorted(columns[0][1])
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.9 * len(columns), 3.0 * len(rows)), squeeze=False)
+    for row, x in enumerate(rows):
+        for col, (name, panels) in enumerate(columns):
+            images = panels[x].clamp(0, 1)
+            grid = make_grid(images, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1, pad_value=1.0)
+            axes[row, col].imshow(grid.permute(1, 2, 0).numpy())
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            if row == 0:
+                axes[row, col].set_title(name, fontsize=8)
+        axes[row, 0].set_ylabel(f"x = {x} ({class_names[x]})")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def save_effect_plot(path: str | Path, per_x: list[dict], title: str = "") -> Path:
     """P(hue bin | do(x)) per x: model (bars), truth, observational, and the sharp-bounds band."""
     fig, axes = plt.subplots(1, len(per_x), figsize=(4 * len(per_x), 3.2), squeeze=False, sharey=True)

@@ -142,6 +142,10 @@ class LatentResponseModel(nn.Module):
         """p(c | x, r), shape ``x.shape + (K,)``: the posterior whose entropy the γ-term weighs."""
         return self.log_joint_c(x, r).softmax(-1)
 
+    def posterior_c_given_code(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """p(c | x, r) for codes (r, ε) (ε does not depend on c), shape ``x.shape + (K,)``."""
+        return self.posterior_c(x, code[..., : self.r_dim])
+
     def posterior_c_given_x(self, x: torch.Tensor) -> torch.Tensor:
         """p(c | x) ∝ π_c p(x | c): what conditioning on x weighs the clusters by (do(x) weighs them by π)."""
         return (self.pi_logits.log_softmax(-1) + self.x_logits.log_softmax(-1)[:, x].T).softmax(-1)

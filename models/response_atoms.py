@@ -62,6 +62,7 @@ class AtomResponseModel(nn.Module):
                              f"{atoms.dim}")
         self.attributes, self.image, self.atoms = attributes, image, atoms
         self.num_x, self.r_dim, self.eps_dim = image.num_x, image.r_dim, image.eps_dim
+        self.num_clusters, self.num_atoms = attributes.num_clusters, attributes.num_y
 
     def attribute_level(self):
         """The part a family refits and the data keys it reads: the discrete tables of (x, atom)."""
@@ -76,6 +77,33 @@ class AtomResponseModel(nn.Module):
             if data.get("image") is None:
                 pyro.deterministic("image_mean", torch.sigmoid(logits), event_dim=3)
             return pyro.sample("image", image_likelihood(self.image.likelihood, logits), obs=data.get("image"))
+
+    # ---- exact posteriors of the confounder (the atom summed out) ----------------------------------------------
+
+    def _log_joint_c(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """log Σ_a p(c, x, a) N(code; μ_a, Σ_a) for every c, shape ``x.shape + (K,)``."""
+        log_cxa = self.attributes.log_joint_table()  # (K, X, A)
+        atoms = torch.arange(self.num_atoms, device=code.device)
+        log_z = self.atoms.log_prob(code.unsqueeze(-2), atoms)  # (..., A)
+        return (log_cxa[:, x].movedim(0, -2) + log_z.unsqueeze(-2)).logsumexp(-1)
+
+    def posterior_c_given_code(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """p(c | x, z) for codes z = (r, ε), shape ``x.shape + (K,)``: the posterior whose entropy the γ-term weighs."""
+        return self._log_joint_c(x, code).softmax(-1)
+
+    def posterior_c_given_x(self, x: torch.Tensor) -> torch.Tensor:
+        """p(c | x) ∝ π_c p(x | c): what conditioning on x weighs the clusters by (do(x) weighs them by π)."""
+        return self.attributes.log_joint_table().logsumexp(-1)[:, x].T.softmax(-1)
+
+    @torch.no_grad()
+    def sample_given_x(self, x: int, num_samples: int) -> dict[str, torch.Tensor]:
+        """Observational draws given x, exactly: atom ~ P(atom | x), z ~ N(μ_atom, Σ_atom); returns atom, z and
+        ``image_mean`` (c is summed out: the image depends on c only through the atom)."""
+        device = self.attributes.pi_logits.device
+        xs = torch.full((num_samples,), int(x), dtype=torch.long, device=device)
+        atom = torch.multinomial(self.attributes.joint_xy()[int(x)], num_samples, replacement=True)
+        z = self.atoms.sample(atom)
+        return {"atom": atom, "z": z, "image_mean": self.decode(xs, z[:, : self.r_dim], z[:, self.r_dim :])}
 
     # ---- what the latent-response evaluation reads (held-out bound, effectiveness), through the image model --
 

@@ -1,6 +1,7 @@
 """Smoke runs of ``python -m cauvade_pyro.fit`` with tiny configs (in the style of Pyro's test_examples.py)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -146,3 +147,30 @@ def test_family_sweep_fits_the_attribute_family_in_one_run(tmp_path):
     assert family["max_fit_gap_nats"] <= family["tau"]
     assert 0.0 <= family["coverage"] <= 1.0 and family["span"] > 0.2
     assert "family:" in result.stdout
+
+
+def test_latent_response_family_sweep_scores_every_member_from_its_images(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_fit([*TINY, "model=latent_response", "model.warmup_epochs=1", "inference.sweep=family",
+                      "model.response_atoms=4", "inference.family.steps=40", "inference.family.member_steps=40",
+                      f"hydra.run.dir={run_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("family.pt", "family.png", "family_samples.png", "checkpoint.pt", "samples.png", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    family = metrics["family"]
+    scores = family["member_scores"]
+    assert len(scores) == family["members"] >= 2 and metrics["response_atoms"]["atoms"] == 4
+    for member in scores:  # every member read from its own images, with its held-out likelihood
+        assert len(member["p_do_from_images"]) == 3 and math.isfinite(member["heldout_iwae"])
+    # the member evaluated in full is the diffuse end of the dial: the largest cluster-posterior entropy
+    assert family["evaluated_member"] == max(scores, key=lambda m: m["entropy"])["label"]
+    assert family["heldout_iwae_max_gap"] == pytest.approx(
+        max(m["heldout_iwae"] for m in scores) - min(m["heldout_iwae"] for m in scores), abs=2e-3)
+    assert "posterior_entropy" in metrics and "x_flip_follows" in metrics["effectiveness"]
+    assert "family: " in result.stdout and "coverage of the truth" in result.stdout
+
+
+def test_latent_response_family_sweep_refuses_a_bad_number_of_atoms(tmp_path):
+    result = run_fit([*TINY, "model=latent_response", "inference.sweep=family", "model.response_atoms=1"], tmp_path)
+    assert result.returncode == 2 and "model.response_atoms must be an integer >= 2, got 1" in result.stderr

@@ -15,8 +15,9 @@ def composed(*overrides):
     "overrides, expected",
     [
         (["inference.sweep=both"], "inference.sweep=both is not available for model=latent_response (its sweeps: "
-                                   "independent, shared"),
-        (["inference.sweep=family"], "inference.sweep=family is not available for model=latent_response (its sweeps: independent, shared"),
+                                   "independent, shared, family"),
+        (["inference.sweep=family", "model.response_atoms=one"], "model.response_atoms must be an integer >= 2, "
+                                                                 "got 'one'"),
         (["inference.member_epochs=0"], "inference.member_epochs must be an integer >= 1, got 0"),
         (["inference.member_epochs=1.5"], "inference.member_epochs must be an integer >= 1, got 1.5"),
         (["inference.member_epochs=many"], "inference.member_epochs must be a number"),

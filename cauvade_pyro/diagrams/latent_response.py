@@ -3,6 +3,9 @@
 c → x; r ~ N(μ[c, x], σ[c, x]) is a latent embedding of the response (VaDE-style); (x, r, ε) → image. The
 objective does not split, so each member is a whole fit: ``independent`` trains one from the warm-up on;
 ``shared`` fine-tunes one cached γ = 0 base per member (:func:`~cauvade_pyro.members.shared_latent_base`).
+``family`` quantises the base's codes into ``model.response_atoms`` atoms and fits the whole family of the
+(x, atom) tables with :func:`~cauvade_pyro.inference.fit_family` (:class:`~cauvade_pyro.models.AtomResponseModel`):
+every member shares the base's networks and is scored from its images.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from cauvade_pyro.config import ConfigError, check_clusters, check_image
+from cauvade_pyro.config import ConfigError, check_clusters, check_family_options, check_image
+from cauvade_pyro.diagrams.options import family_options
 
 log = logging.getLogger("cauvade_pyro.fit")
 
@@ -27,6 +31,11 @@ def check(cfg: DictConfig) -> None:
     if cfg.model.image.likelihood != "bernoulli":
         raise ConfigError(f"model.image.likelihood must be bernoulli with model=latent_response, "
                           f"got {cfg.model.image.likelihood!r}")
+    if cfg.inference.get("sweep") == "family":
+        check_family_options(cfg)
+        atoms = cfg.model.get("response_atoms")
+        if not isinstance(atoms, int) or isinstance(atoms, bool) or atoms < 2:
+            raise ConfigError(f"model.response_atoms must be an integer >= 2, got {atoms!r}")
 
 
 def fit_member(cfg: DictConfig, dataset, device, out_dir: Path):
@@ -68,3 +77,95 @@ def fit_member(cfg: DictConfig, dataset, device, out_dir: Path):
     })
     seed_everything(seed)
     return model, {"loss_final": losses[-1], **info}, evaluate_latent_response
+
+
+def fit_family_sweep(cfg: DictConfig, dataset, device, out_dir: Path):
+    """inference.sweep=family: the family over response atoms around the shared γ = 0 base.
+
+    The base (:func:`~cauvade_pyro.members.shared_latent_base`, cached) encodes the training images; M =
+    ``model.response_atoms`` Gaussian atoms are fitted to the codes (:func:`~cauvade_pyro.inference.fit_response_atoms`)
+    and :func:`~cauvade_pyro.inference.fit_family` fits the (x, atom) tables (τ checked on
+    ``inference.family.heldout_share`` of the training rows). Every member is scored from its images
+    (:func:`~cauvade_pyro.evaluate.evaluate_atom_family`: coverage of the true P(hue | do(x)), span of the sharp
+    bounds, the held-out IWAE of every member); the member evaluated in full is the observational end (the largest
+    mean cluster-posterior entropy). Writes ``family.pt`` (the members' tables), ``checkpoint.pt`` (the networks and
+    the atoms) and ``family.png`` (P(hue | do(x)) read from every member's images).
+    """
+    import torch
+
+    from cauvade_pyro.evaluate import evaluate_atom_family, evaluate_latent_response
+    from cauvade_pyro.fit import build_judge
+    from cauvade_pyro.inference import fit_family, fit_response_atoms, save_checkpoint, seed_everything
+    from cauvade_pyro.members import build_latent_response, load_state, shared_latent_base
+    from cauvade_pyro.metrics import bow_graph_bounds
+    from cauvade_pyro.models import AtomResponseModel, AttributeMixture
+    from cauvade_pyro.plots import save_family_plot, save_member_grids
+
+    base, base_path, trained = shared_latent_base(cfg, dataset, device, progress=cfg.progress)
+    log.info("shared latent-response base %s (%s)", base_path, "trained" if trained else "loaded from cache")
+    image = build_latent_response(cfg, dataset.num_classes, dataset.image_shape).to(device)
+    load_state(image, base, base_path)
+    image.eval()
+    seed = int(cfg.seed)
+    train = {k: dataset.train[k].to(device) for k in ("x", "image")}
+    atoms, assigned, atoms_info = fit_response_atoms(image, train, num_atoms=int(cfg.model.response_atoms), seed=seed)
+    attributes = AttributeMixture(int(cfg.model.K), dataset.num_classes, atoms.num_conditions, y_given_xc="table",
+                                  outcome="atom")
+    model = AtomResponseModel(attributes, image, atoms).to(device).eval()
+    seed_everything(seed)
+    family = fit_family(model.model, {"x": train["x"], "atom": assigned}, outcome="atom", seed=seed,
+                        progress=bool(cfg.progress), **family_options(cfg))
+    family.save(out_dir / "family.pt")
+    save_checkpoint(out_dir / "checkpoint.pt", {
+        "kind": "latent_response_atoms", "config": OmegaConf.to_container(cfg, resolve=True), "base": str(base_path),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+    })
+    seed_everything(seed)
+    scores = evaluate_atom_family(model, family, dataset, build_judge(cfg, dataset, device), int(cfg.eval.num_samples))
+    lower, upper = bow_graph_bounds(dataset.scm.joint_xy())
+    values = torch.tensor([m["p_do_from_images"] for m in scores["member_scores"]])
+    save_family_plot(out_dir / "family.png", values.numpy(), [m.kind for m in family], "x", "hue bin (read from images)",
+                     f"latent-response family over {atoms.num_conditions} response atoms: {len(family)} members "
+                     f"within τ={family.tau:g} nats", lower.numpy(), upper.numpy(),
+                     dataset.scm.interventional_y().numpy())
+    save_member_grids(out_dir / "family_samples.png", member_columns(model, family, scores, dataset,
+                                                                     int(cfg.eval.grid_samples)),
+                      dataset.class_names, "latent-response family: do(x) images (means of the Bernoulli pixels at "
+                      "sampled atoms and codes) of the diffuse end, the sharpest and the two most distant members")
+    summary_keys = ("tau", "members", "dropped", "best_heldout_nll", "max_fit_gap_nats", "seconds", "by_kind")
+    evaluated = next(m for m in family if m.label == scores["observational_end"])
+    evaluated.activate()  # its images, held-out bounds and effectiveness go into the usual metrics
+    info = {"sweep": "family", "base": str(base_path), "response_atoms": atoms_info,
+            "family": {**{k: v for k, v in family.summary().items() if k in summary_keys}, **scores,
+                       "evaluated_member": evaluated.label}}
+    return model, info, evaluate_latent_response
+
+
+def member_columns(model, family, scores: dict, dataset, grid_samples: int) -> list[tuple[str, dict]]:
+    """The columns of ``family_samples.png``: observational images (the diffuse end, given x), the do(x) images of
+    the diffuse end, of the sharpest member (least posterior entropy) and of the two members whose image-read
+    P(hue | do(x)) lies farthest from the diffuse end's, and reference images."""
+    import torch
+
+    from cauvade_pyro.inference import intervene
+
+    rows = {m["label"]: m for m in scores["member_scores"]}
+    diffuse = rows[scores["observational_end"]]
+    sharpest = min(scores["member_scores"], key=lambda m: m["entropy"])
+    distance = lambda m: sum(abs(a - b) for p, q in zip(m["p_do_from_images"], diffuse["p_do_from_images"])  # noqa: E731
+                             for a, b in zip(p, q))
+    farthest = sorted(scores["member_scores"], key=distance, reverse=True)
+    chosen = list(dict.fromkeys([diffuse["label"], sharpest["label"]] + [m["label"] for m in farthest]))[:4]
+    members = {m.label: m for m in family}
+    xs = range(dataset.num_classes)
+    members[diffuse["label"]].activate()
+    columns = [("observational (diffuse end, given x)",
+                {x: model.sample_given_x(x, grid_samples)["image_mean"].cpu() for x in xs})]
+    for label in chosen:
+        members[label].activate()
+        columns.append((f"do(x): {members[label].kind} {'(diffuse end)' if label == diffuse['label'] else ''}".strip(),
+                        {x: intervene(model.model, {"x": x}, grid_samples)["image_mean"].cpu() for x in xs}))
+    columns.append(("unconfounded reference", {x: dataset.sample_reference(x, grid_samples, torch.Generator()
+                                                                          .manual_seed(x))["image"].float().div(255)
+                                               for x in xs}))
+    return columns
