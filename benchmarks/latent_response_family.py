@@ -1,7 +1,7 @@
 """The latent-response diagram's family over response atoms: coverage, span and the best member, read from images.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.latent_response_family --threads 1 --atoms 8,12,24 --seeds 0
-    OMP_NUM_THREADS=1 python -m benchmarks.latent_response_family --threads 1 --atoms 12 --seeds 1 --merge
+    OMP_NUM_THREADS=1 python -m benchmarks.latent_response_family --threads 1 --atoms 8,12,24 --seeds 0   # explore
+    OMP_NUM_THREADS=1 python -m benchmarks.latent_response_family --threads 1 --atoms 8 --seeds 1 --num-train 12000 --merge
     ... --dataset fashion_mnist / --scm overlap                       (the data of benchmarks/latent_response.py)
 
 Per (dataset, SCM, seed): one latent-response model is trained at γ = 0 (the CLI's defaults: K = 4, r_dim 2,
@@ -38,9 +38,9 @@ CANDIDATE_ATOMS = 8
 TARGETS = {"coverage": 0.90, "span": 0.50, "best_member_w1_ratio": 0.60, "observational_end_w1_to_observational": 0.03}
 
 
-def part_name(dataset: str, scm: str, seed: int) -> str:
-    """The JSON key of one dataset, SCM and seed: ``shapes/seed0``, ``shapes_overlap/seed1``, ``fashion_mnist/seed1``."""
-    return f"{dataset}{'' if scm == 'default' else '_' + scm}/seed{seed}"
+def part_name(dataset: str, scm: str, num_train: int, seed: int) -> str:
+    """The JSON key of one dataset, SCM, size and seed: ``shapes/n3000/seed0``, ``shapes_overlap/n12000/seed1``."""
+    return f"{dataset}{'' if scm == 'default' else '_' + scm}/n{num_train}/seed{seed}"
 
 
 def run_part(dataset_name: str, scm_name: str, seed: int, atoms: list[int], *, epochs: int, num_train: int,
@@ -89,8 +89,8 @@ def run_part(dataset_name: str, scm_name: str, seed: int, atoms: list[int], *, e
 
 
 def target_figures(results: dict, atoms: int = CANDIDATE_ATOMS) -> dict:
-    """The target keys from the confirmation parts (seed 1) at ``atoms`` atoms, per dataset / SCM; null where
-    not measured."""
+    """The target keys from the confirmation parts (seed 1) at ``atoms`` atoms, per dataset / SCM and size; null
+    where not measured."""
     figures = {}
     for name, part in results.get("parts", {}).items():
         if not name.endswith("/seed1") or str(atoms) not in part["by_atoms"]:
@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
                  "judge_epochs": 2, "iwae_particles": 8, "family_steps": {}}
         overrides, epochs = None, args.epochs
     command = "python -m benchmarks.latent_response_family " + " ".join(argv if argv is not None else sys.argv[1:])
-    parts = {part_name(args.dataset, args.scm, seed): run_part(args.dataset, args.scm, seed, atoms, epochs=epochs,
+    parts = {part_name(args.dataset, args.scm, sizes["num_train"], seed): run_part(args.dataset, args.scm, seed, atoms, epochs=epochs,
                                                                overrides=overrides, **sizes) for seed in seeds}
     this_run = {"command": command, "git_sha": git_sha(), "wall_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out) if args.out else (OUT.with_name("latent_response_family_quick.json") if args.quick else OUT)
