@@ -89,17 +89,17 @@ def run_part(dataset_name: str, scm_name: str, seed: int, atoms: list[int], *, e
 
 
 def target_figures(results: dict, atoms: int = CANDIDATE_ATOMS) -> dict:
-    """The target keys from the confirmation parts (seed 1) at ``atoms`` atoms, per dataset / SCM and size; null
-    where not measured."""
-    figures = {}
+    """The target keys from the confirmation parts (seed 1) at ``atoms`` atoms, per dataset / SCM and size
+    (``by_data``), and at every other number of atoms confirmed (``other_atoms``, reported beside, not instead)."""
+    by_atoms: dict[str, dict] = {}
     for name, part in results.get("parts", {}).items():
-        if not name.endswith("/seed1") or str(atoms) not in part["by_atoms"]:
+        if not name.endswith("/seed1"):
             continue
-        row = part["by_atoms"][str(atoms)]
-        figures[name.removesuffix("/seed1")] = {k: row[k] for k in ("coverage", "span", "best_member_w1_ratio",
-                                                                   "observational_end_w1_to_observational",
-                                                                   "heldout_iwae_max_gap", "members")}
-    return {"atoms": atoms, "by_data": figures, "targets": TARGETS}
+        for num_atoms, row in part["by_atoms"].items():
+            by_atoms.setdefault(num_atoms, {})[name.removesuffix("/seed1")] = {
+                k: row[k] for k in ("coverage", "span", "best_member_w1_ratio", "observational_end_w1_to_observational",
+                                    "heldout_iwae_max_gap", "members")}
+    return {"atoms": atoms, "by_data": by_atoms.pop(str(atoms), {}), "other_atoms": by_atoms, "targets": TARGETS}
 
 
 def plot(part: dict, title: str, path: Path) -> None:
@@ -118,8 +118,25 @@ def plot(part: dict, title: str, path: Path) -> None:
                          np.array(row["p_do_truth"]))
 
 
+def table(results: dict) -> str:
+    """A markdown table of every part and number of atoms (what docs/latent_response.md shows)."""
+    lines = ["| data / training images / seed | atoms | members (dropped) | coverage | span (clipped) | span inside "
+             "the bounds | best member W1 / observational answer's | diffuse end → obs. | held-out IWAE gap (nats) "
+             "| git |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, part in results["parts"].items():
+        for atoms, row in sorted(part["by_atoms"].items(), key=lambda item: int(item[0])):
+            dropped = sum(row["dropped"].values())
+            lines.append(f"| {name} | {atoms} | {row['members']} ({dropped}) | {row['coverage']:.2f} | "
+                         f"{row['span']:.2f} | {row['span_inside_bounds']:.2f} | {row['best_member_w1_ratio']:.2f} | "
+                         f"{row['observational_end_w1_to_observational']:.3f} | {row['heldout_iwae_max_gap']:.2f} | "
+                         f"`{part['run']['git_sha'][:7]}` |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", default=None, help="print the markdown table of this JSON and exit")
     parser.add_argument("--quick", action="store_true", help="toy sizes (what the tests run)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--dataset", default="shapes", choices=DATASETS)
@@ -131,6 +148,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None, help=f"JSON path (default {OUT})")
     parser.add_argument("--merge", action="store_true", help="add this run's parts to the JSON at --out")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return {}
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()

@@ -4,7 +4,7 @@ per number of atoms, reports the target keys from the confirmation seed at the c
 
 import json
 
-from benchmarks.latent_response_family import CANDIDATE_ATOMS, main
+from benchmarks.latent_response_family import CANDIDATE_ATOMS, main, table
 
 
 def test_quick_run_scores_every_member_and_merges(tmp_path):
@@ -24,3 +24,4 @@ def test_quick_run_scores_every_member_and_merges(tmp_path):
     merged = main(["--quick", "--atoms", "3", "--seeds", "1", "--out", str(out), "--merge"])
     assert set(merged["parts"]["shapes/n64/seed1"]["by_atoms"]) == {"2", str(CANDIDATE_ATOMS), "3"}
     assert merged["parts"]["shapes/n64/seed0"] == first["parts"]["shapes/n64/seed0"] and len(merged["runs"]) == 2
+    assert "| shapes/n64/seed1 | 3 |" in table(merged)
