@@ -693,7 +693,7 @@ def family_targets(path: Path = RESULTS / "latent_response_family.json") -> dict
     figures = family["targets"]["by_data"]
     pick = lambda key: {name: row[key] for name, row in figures.items()} or None  # noqa: E731
     return {"coverage": pick("coverage"), "span": pick("span"), "best_member_w1_ratio": pick("best_member_w1_ratio"),
-            "family_observational_end_w1_to_observational": pick("observational_end_w1_to_observational"),
+            "family_diffuse_end_w1_to_observational": pick("diffuse_end_w1_to_observational"),
             "family": {"source": path.name, "git_sha": family.get("git_sha"), "atoms": family["targets"]["atoms"]}}
 
 

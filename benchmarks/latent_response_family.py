@@ -45,8 +45,9 @@ def part_name(dataset: str, scm: str, num_train: int, seed: int) -> str:
 
 def run_part(dataset_name: str, scm_name: str, seed: int, atoms: list[int], *, epochs: int, num_train: int,
              num_test: int, num_samples: int, judge_images: int, judge_epochs: int, iwae_particles: int,
-             family_steps: dict, overrides: dict | None = None) -> dict:
-    """Train one model, then one family per number of atoms; JSON-ready."""
+             family_steps: dict, run: dict, overrides: dict | None = None) -> dict:
+    """Train one model, then one family per number of atoms; JSON-ready. ``run``: the command and git sha,
+    recorded in every row (a --merge run adds rows to a part trained by an earlier one)."""
     from cauvade_pyro.evaluate import evaluate_atom_family, latent_effectiveness
     from cauvade_pyro.inference import fit_family, fit_response_atoms, seed_everything
     from cauvade_pyro.metrics import train_judge
@@ -72,17 +73,19 @@ def run_part(dataset_name: str, scm_name: str, seed: int, atoms: list[int], *, e
                             progress=False, **family_steps)
         family_s = time.perf_counter() - started
         seed_everything(seed)
-        scores = evaluate_atom_family(model, family, dataset, judge, num_samples, iwae_particles=iwae_particles,
-                                      heldout_images=num_test)
+        scores = evaluate_atom_family(model, family, dataset, judge, images_per_atom=num_samples,
+                                      iwae_particles=iwae_particles, heldout_images=num_test)
         summary = family.summary()
         out["by_atoms"][str(num_atoms)] = {
-            "atoms": info, "family_s": round(family_s, 1), "evaluate_s": round(time.perf_counter() - started - family_s, 1),
+            "atoms": info, "run": run, "base_fit_s": round(fit_s, 1), "base_effectiveness": out["effectiveness"],
+            # atoms_and_family_s: encoding the codes, EM of the atoms and fit_family
+            "atoms_and_family_s": round(family_s, 1), "evaluate_s": round(time.perf_counter() - started - family_s, 1),
             "members": summary["members"], "dropped": summary["dropped"], "by_kind": summary["by_kind"],
             "tau": summary["tau"], "max_fit_gap_nats": summary["max_fit_gap_nats"], **scores,
         }
         print(f"[{dataset_name} {scm_name} seed {seed} M={num_atoms}] {len(family)} members: coverage "
               f"{scores['coverage']:.2f}, span {scores['span']:.2f}, best ratio {scores['best_member_w1_ratio']:.2f}, "
-              f"observational end {scores['observational_end_w1_to_observational']:.3f}, IWAE gap "
+              f"diffuse end → observational {scores['diffuse_end_w1_to_observational']:.3f}, IWAE gap "
               f"{scores['heldout_iwae_max_gap']:.2f}", flush=True)
         pyro.clear_param_store()
     return out
@@ -97,7 +100,7 @@ def target_figures(results: dict, atoms: int = CANDIDATE_ATOMS) -> dict:
             continue
         for num_atoms, row in part["by_atoms"].items():
             by_atoms.setdefault(num_atoms, {})[name.removesuffix("/seed1")] = {
-                k: row[k] for k in ("coverage", "span", "best_member_w1_ratio", "observational_end_w1_to_observational",
+                k: row[k] for k in ("coverage", "span", "best_member_w1_ratio", "diffuse_end_w1_to_observational",
                                     "heldout_iwae_max_gap", "members")}
     return {"atoms": atoms, "by_data": by_atoms.pop(str(atoms), {}), "other_atoms": by_atoms, "targets": TARGETS}
 
@@ -129,8 +132,8 @@ def table(results: dict) -> str:
             dropped = sum(row["dropped"].values())
             lines.append(f"| {name} | {atoms} | {row['members']} ({dropped}) | {row['coverage']:.2f} | "
                          f"{row['span']:.2f} | {row['span_inside_bounds']:.2f} | {row['best_member_w1_ratio']:.2f} | "
-                         f"{row['observational_end_w1_to_observational']:.3f} | {row['heldout_iwae_max_gap']:.2f} | "
-                         f"`{part['run']['git_sha'][:7]}` |")
+                         f"{row['diffuse_end_w1_to_observational']:.3f} | {row['heldout_iwae_max_gap']:.3f} | "
+                         f"`{row['run']['git_sha'][:7]}` |")
     return "\n".join(lines)
 
 
@@ -167,9 +170,11 @@ def main(argv=None) -> dict:
                  "judge_epochs": 2, "iwae_particles": 8, "family_steps": {}}
         overrides, epochs = None, args.epochs
     command = "python -m benchmarks.latent_response_family " + " ".join(argv if argv is not None else sys.argv[1:])
-    parts = {part_name(args.dataset, args.scm, sizes["num_train"], seed): run_part(args.dataset, args.scm, seed, atoms, epochs=epochs,
-                                                               overrides=overrides, **sizes) for seed in seeds}
-    this_run = {"command": command, "git_sha": git_sha(), "wall_s": round(time.perf_counter() - started, 1)}
+    run = {"command": command, "git_sha": git_sha()}
+    parts = {part_name(args.dataset, args.scm, sizes["num_train"], seed):
+             run_part(args.dataset, args.scm, seed, atoms, epochs=epochs, overrides=overrides, run=run, **sizes)
+             for seed in seeds}
+    this_run = {**run, "wall_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out) if args.out else (OUT.with_name("latent_response_family_quick.json") if args.quick else OUT)
     results = {"quick": args.quick, "torch_threads": torch.get_num_threads(), "parts": {}, "runs": []}
     if args.merge and out.exists():
@@ -177,11 +182,10 @@ def main(argv=None) -> dict:
         if results["quick"] != args.quick:
             parser.error(f"--merge: {out} holds a {'quick' if results['quick'] else 'full'} run")
     for name, part in parts.items():
-        part["run"] = this_run
         earlier = results["parts"].get(name)
         if earlier is not None and earlier["settings"] == part["settings"]:
-            earlier["by_atoms"].update(part["by_atoms"])  # the same training settings: more M on the same data
-            earlier["run"] = this_run
+            # the same data and training settings: more M (each row keeps its own run and base figures)
+            earlier["by_atoms"].update(part["by_atoms"])
         else:
             results["parts"][name] = part
     results["runs"].append(this_run)

@@ -18,6 +18,8 @@ likelihood at sampled (y, ε), not pixel draws.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from cauvade_pyro.inference import intervene, sample_conditional
@@ -311,7 +313,8 @@ def latent_heldout_bounds(model, data: dict, particles: int = 8, batch_size: int
 def latent_posterior_entropies(model, data: dict, batch_size: int = 512) -> dict:
     """Mean cluster-posterior entropies on held-out images, in nats.
 
-    ``posterior_entropy``: H[p(c | x, r̂)] at the guide's mean r̂ (the posterior the γ-term weighs);
+    ``posterior_entropy``: H[p(c | x, ẑ)] at the guide's mean code ẑ (for the latent-response model p(c | x, r̂),
+    ε not depending on c; the posterior the γ-term weighs);
     ``posterior_entropy_given_x``: H[p(c | x)] (0 … log K; at log K, conditioning on x weighs the clusters by π
     as do(x) does); ``posterior_entropy_max``: log K.
     """
@@ -349,31 +352,69 @@ def latent_effectiveness(model, judge, data: dict, max_images: int = 1000, seed:
 
 
 @torch.no_grad()
-def images_p_do(model, judge, num_x: int, num_bins: int, num_samples: int) -> torch.Tensor:
-    """P(hue bin | do(x)) of ``model`` for every x, read by ``judge`` from ``num_samples`` do(x) images each,
-    shape (num_x, num_bins)."""
+def atom_hue_table(model, judge, num_bins: int, images_per_atom: int) -> torch.Tensor:
+    """P_judge(hue bin | x, atom): the judge's reading of ``images_per_atom`` images decoded with x from codes drawn
+    from each atom of an :class:`~cauvade_pyro.models.AtomResponseModel`, shape (X, A, num_bins).
+
+    Every member of a response-atom family shares the decoder and the atoms, so its do(x) images are the mixture
+    Σ_a P(a | do(x)) · (images of atom a with x), and the judge's P(hue | do(x)) of a member is exactly
+    Σ_a P(a | do(x)) P_judge(hue | x, a): one table read from images serves every member, without per-member
+    sampling noise."""
+    device = model.attributes.pi_logits.device
     rows = []
-    for x in range(num_x):
-        _, hue = judge.predict(intervene(model.model, {"x": x}, num_samples)["image_mean"])
-        rows.append(hue_histogram(hue.cpu(), num_bins))
+    for x in range(model.num_x):
+        per_atom = []
+        for atom in range(model.num_atoms):
+            z = model.atoms.sample(torch.full((images_per_atom,), atom, dtype=torch.long, device=device))
+            xs = torch.full((images_per_atom,), x, dtype=torch.long, device=device)
+            _, hue = judge.predict(model.decode(xs, z[:, : model.r_dim], z[:, model.r_dim :]))
+            per_atom.append(hue_histogram(hue.cpu(), num_bins))
+        rows.append(torch.stack(per_atom))
     return torch.stack(rows)
 
 
 @torch.no_grad()
-def evaluate_atom_family(model, family, dataset, judge, num_samples: int, *, iwae_particles: int = 8,
-                         heldout_images: int = 500) -> dict:
-    """Every member of a response-atom family (:class:`~cauvade_pyro.models.AtomResponseModel`), read from its
-    images only, and what the family covers.
+def atom_family_iwae(model, family, data: dict, particles: int = 8, batch_size: int = 128, seed: int = 0) -> list[float]:
+    """The held-out IWAE bound of log p(x, image) per image of every member of a response-atom family, on the same
+    draws z ~ q(z | image, x) for every member (members differ only in their (x, atom) table, so the decoder and
+    the atoms' densities are evaluated once): :meth:`AtomResponseModel.log_weight` of each member, averaged."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    atoms = torch.arange(model.num_atoms, device=device)
+    parts = []  # per batch: (x, log N(z; atom) (k, n, A), log p(image | x, z) − log q(z) (k, n))
+    for start in range(0, len(data["x"]), batch_size):
+        batch = to_float_images({k: data[k][start : start + batch_size].to(device) for k in ("x", "image")})
+        loc, scale = model.encode(batch["image"], batch["x"])
+        z = loc + scale * torch.randn((particles, *loc.shape), generator=generator, device=device, dtype=loc.dtype)
+        r, eps = z[..., : model.r_dim], z[..., model.r_dim :]
+        rest = model.image.image_log_prob(batch["image"], batch["x"], r, eps) \
+            - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+        parts.append((batch["x"], model.atoms.log_prob(z.unsqueeze(-2), atoms), rest))
+    bounds = []
+    for member in family:
+        member.activate()
+        log_xa = model.attributes.joint_xy().clamp_min(1e-30).log()
+        total = sum(float(((log_xa[x] + log_z).logsumexp(-1) + rest).logsumexp(0).sum()) for x, log_z, rest in parts)
+        bounds.append(total / len(data["x"]) - math.log(particles))
+    return bounds
 
-    Per member: P(hue | do(x)) read by ``judge`` from ``num_samples`` do(x) images per x, its mean W1 (hue circle)
-    to the true P(hue | do(x)) and to the observational P(hue | x), and the held-out IWAE bound of
-    log p(x, image) per image (:func:`latent_heldout_bounds`, first ``heldout_images`` test images). The family:
-    coverage of the true cells by the members' range (``coverage``), its span of the sharp bounds clipped per cell
-    (``span``) and counted only inside them (``span_inside_bounds``); ``best_member_w1_ratio``: the smallest
-    member W1 to the truth over the observational answer's (chosen knowing the truth: it says that the family
-    holds such a member, not which one a user would pick); the observational end, the member with the largest
-    mean cluster-posterior entropy (the entropy dial's diffuse end), and its W1 to the observational P(hue | x);
-    the largest held-out IWAE gap to the best member. Leaves the last member active.
+
+@torch.no_grad()
+def evaluate_atom_family(model, family, dataset, judge, *, images_per_atom: int = 400, iwae_particles: int = 8,
+                         heldout_images: int = 500) -> dict:
+    """Every member of a response-atom family (:class:`~cauvade_pyro.models.AtomResponseModel`), read from images
+    only, and what the family covers.
+
+    Per member: P(hue | do(x)) = Σ_a P(a | do(x)) P_judge(hue | x, a) with the judge's reading of
+    ``images_per_atom`` images per (x, atom) (:func:`atom_hue_table`), its mean W1 (hue circle) to the true
+    P(hue | do(x)) and to the observational P(hue | x), and the held-out IWAE bound of log p(x, image) per image
+    (:func:`atom_family_iwae`, the first ``heldout_images`` test images). The family: coverage of the true cells by
+    the members' range (``coverage``), its span of the sharp bounds clipped per cell (``span``) and counted only
+    inside them (``span_inside_bounds``); ``best_member_w1_ratio``: the smallest member W1 to the truth over the
+    observational answer's (chosen knowing the truth: it says that the family holds such a member, not which one a
+    user would pick); the diffuse end, the member with the largest mean cluster-posterior entropy (the entropy
+    dial's f = 1), and its W1 to the observational P(hue | x); the largest held-out IWAE gap to the best member.
+    Leaves the last member active.
     """
     from cauvade_pyro.metrics.family import coverage, family_range, span, span_within_bounds
 
@@ -381,14 +422,14 @@ def evaluate_atom_family(model, family, dataset, judge, num_samples: int, *, iwa
     positions = scm.bin_centres()
     truth, observational = scm.interventional_y().float(), scm.observational_y_given_x().float()
     lower, upper = bow_graph_bounds(scm.joint_xy())
-    device = next(model.parameters()).device
-    test = {k: dataset.test[k][:heldout_images].to(device) for k in ("x", "image")}
+    hue_given_atom = atom_hue_table(model, judge, num_bins, images_per_atom)  # (X, A, bins)
+    test = {k: dataset.test[k][:heldout_images] for k in ("x", "image")}
+    iwae = atom_family_iwae(model, family, test, particles=iwae_particles)
     mean_w1 = lambda p, q: sum(circular_w1(p[x], q[x], positions) for x in range(len(p))) / len(p)  # noqa: E731
     observational_to_truth = mean_w1(observational, truth)
     members, values = [], []
-    for member in family:
-        member.activate()
-        p_do = images_p_do(model, judge, dataset.num_classes, num_bins, num_samples)
+    for member, bound in zip(family, iwae):
+        p_do = torch.einsum("xa,xab->xb", member.p_do.float(), hue_given_atom.float())
         values.append(p_do)
         members.append({
             "kind": member.kind, "label": member.label, "gamma": round(member.gamma, 6),
@@ -396,7 +437,7 @@ def evaluate_atom_family(model, family, dataset, judge, num_samples: int, *, iwa
             "p_do_atoms": _rounded(member.p_do), "p_do_from_images": _rounded(p_do),
             "w1_images_to_truth": round(mean_w1(p_do, truth), 5),
             "w1_images_to_observational": round(mean_w1(p_do, observational), 5),
-            "heldout_iwae": latent_heldout_bounds(model, test, particles=iwae_particles)["iwae"],
+            "heldout_iwae": round(bound, 3),
         })
     low, high = family_range(torch.stack(values).double())
     best = min(members, key=lambda m: m["w1_images_to_truth"])
@@ -409,10 +450,12 @@ def evaluate_atom_family(model, family, dataset, judge, num_samples: int, *, iwa
         "best_member_w1_ratio": round(best["w1_images_to_truth"] / max(observational_to_truth, 1e-12), 4),
         "best_member": best["label"],
         "w1_observational_to_truth": round(observational_to_truth, 5),
-        "observational_end": diffuse["label"],
-        "observational_end_w1_to_observational": diffuse["w1_images_to_observational"],
+        "diffuse_end": diffuse["label"],
+        "diffuse_end_w1_to_observational": diffuse["w1_images_to_observational"],
         "heldout_iwae_best": best_iwae,
         "heldout_iwae_max_gap": round(best_iwae - min(m["heldout_iwae"] for m in members), 3),
+        "images_per_atom": images_per_atom,
+        "hue_given_atom_from_images": _rounded(hue_given_atom),
         "range_from_images": {"low": _rounded(low), "high": _rounded(high)},
         "bounds": {"lower": _rounded(lower), "upper": _rounded(upper)},
         "p_do_truth": _rounded(truth),

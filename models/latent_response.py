@@ -171,10 +171,14 @@ class LatentResponseModel(nn.Module):
         """
         log_p = self.log_joint_c(x.expand(r.shape[:-1]), r).logsumexp(-1)
         log_p = log_p + self.eps_noise.log_prob(eps, x.expand(eps.shape[:-1]))
+        log_p = log_p + self.image_log_prob(image, x, r, eps)
+        z = torch.cat([r, eps], -1)
+        return log_p - dist.Normal(loc, scale).log_prob(z).sum(-1)
+
+    def image_log_prob(self, image: torch.Tensor, x: torch.Tensor, r: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """log p(image | x, r, ε), shape ``r.shape[:-1]`` (leading dims of ``r`` left of ``x``'s are particles)."""
         batch = r.shape[:-1]
         logits = self.decoder(self._condition(x.expand(batch).reshape(-1), r.reshape(-1, self.r_dim)),
                               eps.reshape(-1, self.eps_dim))
         target = image.expand(*batch, *image.shape[-3:]).reshape(-1, *image.shape[-3:])
-        log_p = log_p + image_likelihood(self.likelihood, logits).log_prob(target).reshape(batch)
-        z = torch.cat([r, eps], -1)
-        return log_p - dist.Normal(loc, scale).log_prob(z).sum(-1)
+        return image_likelihood(self.likelihood, logits).log_prob(target).reshape(batch)

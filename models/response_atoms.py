@@ -24,7 +24,8 @@ answers from the images: an atom's hue, decoded with each x, depends on how the 
 >>> from cauvade_pyro.models import AttributeMixture, LatentResponseModel
 >>> from cauvade_pyro.models.noise import NoiseMixture
 >>> image = LatentResponseModel(2, 2, (1, 28, 28), r_dim=2, eps_dim=2, net="mlp")
->>> atoms = NoiseMixture(dim=4, components=1, num_conditions=3)   # 3 atoms of the 4-dim code, one Gaussian each
+>>> atoms = NoiseMixture(dim=4, components=1, num_conditions=3)   # 3 atoms of the 4-dim code, one Gaussian each:
+>>> atoms.set(torch.zeros(3, 1), torch.randn(3, 1, 4), torch.eye(4).expand(3, 1, 4, 4))   # (fit_response_atoms)
 >>> model = AtomResponseModel(AttributeMixture(2, 2, 3, y_given_xc="table", outcome="atom"), image, atoms)
 >>> model.model(num_samples=5).shape
 torch.Size([5, 1, 28, 28])
@@ -57,6 +58,8 @@ class AtomResponseModel(nn.Module):
         if atoms.components != 1 or atoms.num_conditions != attributes.num_y:
             raise ValueError(f"atoms: one Gaussian per atom and {attributes.num_y} atoms expected, got "
                              f"{atoms.components} per atom and {atoms.num_conditions} atoms")
+        if not atoms.fitted:
+            raise ValueError("atoms: no Gaussians set (fit them with cauvade_pyro.inference.fit_response_atoms)")
         if atoms.dim != image.r_dim + image.eps_dim:
             raise ValueError(f"atoms: the code has {image.r_dim + image.eps_dim} dimensions (r and ε), the atoms "
                              f"{atoms.dim}")
@@ -93,7 +96,7 @@ class AtomResponseModel(nn.Module):
 
     def posterior_c_given_x(self, x: torch.Tensor) -> torch.Tensor:
         """p(c | x) ∝ π_c p(x | c): what conditioning on x weighs the clusters by (do(x) weighs them by π)."""
-        return self.attributes.log_joint_table().logsumexp(-1)[:, x].T.softmax(-1)
+        return self.attributes.log_joint_table().logsumexp(-1)[:, x].movedim(0, -1).softmax(-1)
 
     @torch.no_grad()
     def sample_given_x(self, x: int, num_samples: int) -> dict[str, torch.Tensor]:
@@ -122,10 +125,5 @@ class AtomResponseModel(nn.Module):
         log_xa = self.attributes.joint_xy().clamp_min(1e-30).log()  # (X, A)
         atoms = torch.arange(self.attributes.num_y, device=z.device)
         log_z = self.atoms.log_prob(z.unsqueeze(-2), atoms)  # (..., N, A)
-        log_p = (log_xa[x] + log_z).logsumexp(-1)
-        batch = z.shape[:-1]
-        logits = self.image.decoder(self.image._condition(x.expand(batch).reshape(-1), r.reshape(-1, self.r_dim)),
-                                    eps.reshape(-1, self.eps_dim))
-        target = image.expand(*batch, *image.shape[-3:]).reshape(-1, *image.shape[-3:])
-        log_p = log_p + image_likelihood(self.image.likelihood, logits).log_prob(target).reshape(batch)
+        log_p = (log_xa[x] + log_z).logsumexp(-1) + self.image.image_log_prob(image, x, r, eps)
         return log_p - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)

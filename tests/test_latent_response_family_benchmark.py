@@ -1,6 +1,6 @@
 """benchmarks/latent_response_family.py at toy sizes (--quick): it trains once per seed, fits and scores one family
 per number of atoms, reports the target keys from the confirmation seed at the candidate number of atoms, and
---merge adds atoms to a part without retraining it away."""
+--merge adds atoms to a part (retraining its base; each row keeps its own run)."""
 
 import json
 
@@ -24,4 +24,6 @@ def test_quick_run_scores_every_member_and_merges(tmp_path):
     merged = main(["--quick", "--atoms", "3", "--seeds", "1", "--out", str(out), "--merge"])
     assert set(merged["parts"]["shapes/n64/seed1"]["by_atoms"]) == {"2", str(CANDIDATE_ATOMS), "3"}
     assert merged["parts"]["shapes/n64/seed0"] == first["parts"]["shapes/n64/seed0"] and len(merged["runs"]) == 2
+    rows = merged["parts"]["shapes/n64/seed1"]["by_atoms"]
+    assert "--merge" in rows["3"]["run"]["command"] and "--merge" not in rows["2"]["run"]["command"]
     assert "| shapes/n64/seed1 | 3 |" in table(merged)

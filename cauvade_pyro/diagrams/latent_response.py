@@ -36,6 +36,9 @@ def check(cfg: DictConfig) -> None:
         atoms = cfg.model.get("response_atoms")
         if not isinstance(atoms, int) or isinstance(atoms, bool) or atoms < 2:
             raise ConfigError(f"model.response_atoms must be an integer >= 2, got {atoms!r}")
+        if atoms > int(cfg.dataset.get("num_train", atoms)):  # found before the base trains, not after
+            raise ConfigError(f"model.response_atoms ({atoms}) must not exceed dataset.num_train "
+                              f"({cfg.dataset.num_train}): every atom needs training images")
 
 
 def fit_member(cfg: DictConfig, dataset, device, out_dir: Path):
@@ -85,21 +88,16 @@ def fit_family_sweep(cfg: DictConfig, dataset, device, out_dir: Path):
     The base (:func:`~cauvade_pyro.members.shared_latent_base`, cached) encodes the training images; M =
     ``model.response_atoms`` Gaussian atoms are fitted to the codes (:func:`~cauvade_pyro.inference.fit_response_atoms`)
     and :func:`~cauvade_pyro.inference.fit_family` fits the (x, atom) tables (τ checked on
-    ``inference.family.heldout_share`` of the training rows). Every member is scored from its images
-    (:func:`~cauvade_pyro.evaluate.evaluate_atom_family`: coverage of the true P(hue | do(x)), span of the sharp
-    bounds, the held-out IWAE of every member); the member evaluated in full is the observational end (the largest
-    mean cluster-posterior entropy). Writes ``family.pt`` (the members' tables), ``checkpoint.pt`` (the networks and
-    the atoms) and ``family.png`` (P(hue | do(x)) read from every member's images).
+    ``inference.family.heldout_share`` of the training rows). The returned evaluation scores every member from
+    images (:func:`~cauvade_pyro.evaluate.evaluate_atom_family`: coverage of the true P(hue | do(x)), span of the
+    sharp bounds, the held-out IWAE of every member) and evaluates the diffuse end (the largest mean
+    cluster-posterior entropy) in full. Writes ``family.pt`` (the members' tables), ``family.png`` (P(hue | do(x))
+    of every member, read from images), ``family_samples.png`` and ``checkpoint.pt`` (the networks, the atoms and
+    the evaluated member's tables).
     """
-    import torch
-
-    from cauvade_pyro.evaluate import evaluate_atom_family, evaluate_latent_response
-    from cauvade_pyro.fit import build_judge
-    from cauvade_pyro.inference import fit_family, fit_response_atoms, save_checkpoint, seed_everything
+    from cauvade_pyro.inference import fit_family, fit_response_atoms, seed_everything
     from cauvade_pyro.members import build_latent_response, load_state, shared_latent_base
-    from cauvade_pyro.metrics import bow_graph_bounds
     from cauvade_pyro.models import AtomResponseModel, AttributeMixture
-    from cauvade_pyro.plots import save_family_plot, save_member_grids
 
     base, base_path, trained = shared_latent_base(cfg, dataset, device, progress=cfg.progress)
     log.info("shared latent-response base %s (%s)", base_path, "trained" if trained else "loaded from cache")
@@ -108,37 +106,58 @@ def fit_family_sweep(cfg: DictConfig, dataset, device, out_dir: Path):
     image.eval()
     seed = int(cfg.seed)
     train = {k: dataset.train[k].to(device) for k in ("x", "image")}
-    atoms, assigned, atoms_info = fit_response_atoms(image, train, num_atoms=int(cfg.model.response_atoms), seed=seed)
-    attributes = AttributeMixture(int(cfg.model.K), dataset.num_classes, atoms.num_conditions, y_given_xc="table",
+    atom_law, assigned, atoms_info = fit_response_atoms(image, train, num_atoms=int(cfg.model.response_atoms),
+                                                        seed=seed)
+    attributes = AttributeMixture(int(cfg.model.K), dataset.num_classes, atom_law.num_conditions, y_given_xc="table",
                                   outcome="atom")
-    model = AtomResponseModel(attributes, image, atoms).to(device).eval()
+    model = AtomResponseModel(attributes, image, atom_law).to(device).eval()
     seed_everything(seed)
     family = fit_family(model.model, {"x": train["x"], "atom": assigned}, outcome="atom", seed=seed,
                         progress=bool(cfg.progress), **family_options(cfg))
     family.save(out_dir / "family.pt")
-    save_checkpoint(out_dir / "checkpoint.pt", {
-        "kind": "latent_response_atoms", "config": OmegaConf.to_container(cfg, resolve=True), "base": str(base_path),
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-    })
-    seed_everything(seed)
-    scores = evaluate_atom_family(model, family, dataset, build_judge(cfg, dataset, device), int(cfg.eval.num_samples))
+    info = {"sweep": "family", "base": str(base_path), "response_atoms": atoms_info}
+
+    def evaluate(model, dataset, judge, num_samples: int, grid_samples: int):
+        return evaluate_family_sweep(model, family, cfg, out_dir, dataset, judge, num_samples, grid_samples)
+
+    return model, info, evaluate
+
+
+def evaluate_family_sweep(model, family, cfg: DictConfig, out_dir: Path, dataset, judge, num_samples: int,
+                          grid_samples: int) -> tuple[dict, dict]:
+    """Score every member from images, write the family's figures, then evaluate the diffuse end in full (its
+    images, held-out bounds, effectiveness) and save it to ``checkpoint.pt``; ``metrics["family"]`` holds the
+    family's scores. Runs where the CLI evaluates (outside any training autocast)."""
+    import numpy as np
+
+    from cauvade_pyro.evaluate import evaluate_atom_family, evaluate_latent_response
+    from cauvade_pyro.inference import save_checkpoint, seed_everything
+    from cauvade_pyro.metrics import bow_graph_bounds
+    from cauvade_pyro.plots import save_family_plot, save_member_grids
+
+    seed_everything(int(cfg.seed))
+    scores = evaluate_atom_family(model, family, dataset, judge, images_per_atom=num_samples)
     lower, upper = bow_graph_bounds(dataset.scm.joint_xy())
-    values = torch.tensor([m["p_do_from_images"] for m in scores["member_scores"]])
-    save_family_plot(out_dir / "family.png", values.numpy(), [m.kind for m in family], "x", "hue bin (read from images)",
-                     f"latent-response family over {atoms.num_conditions} response atoms: {len(family)} members "
-                     f"within τ={family.tau:g} nats", lower.numpy(), upper.numpy(),
+    values = [m["p_do_from_images"] for m in scores["member_scores"]]
+    save_family_plot(out_dir / "family.png", np.array(values), [m.kind for m in family], "x",
+                     "hue bin (read from images)", f"latent-response family over {model.num_atoms} response atoms: "
+                     f"{len(family)} members within τ={family.tau:g} nats", lower.numpy(), upper.numpy(),
                      dataset.scm.interventional_y().numpy())
-    save_member_grids(out_dir / "family_samples.png", member_columns(model, family, scores, dataset,
-                                                                     int(cfg.eval.grid_samples)),
+    save_member_grids(out_dir / "family_samples.png", member_columns(model, family, scores, dataset, grid_samples),
                       dataset.class_names, "latent-response family: do(x) images (means of the Bernoulli pixels at "
                       "sampled atoms and codes) of the diffuse end, the sharpest and the two most distant members")
-    summary_keys = ("tau", "members", "dropped", "best_heldout_nll", "max_fit_gap_nats", "seconds", "by_kind")
-    evaluated = next(m for m in family if m.label == scores["observational_end"])
+    evaluated = next(m for m in family if m.label == scores["diffuse_end"])
     evaluated.activate()  # its images, held-out bounds and effectiveness go into the usual metrics
-    info = {"sweep": "family", "base": str(base_path), "response_atoms": atoms_info,
-            "family": {**{k: v for k, v in family.summary().items() if k in summary_keys}, **scores,
-                       "evaluated_member": evaluated.label}}
-    return model, info, evaluate_latent_response
+    save_checkpoint(out_dir / "checkpoint.pt", {
+        "kind": "latent_response_atoms", "config": OmegaConf.to_container(cfg, resolve=True),
+        "member": evaluated.label, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+    })
+    seed_everything(int(cfg.seed))
+    metrics, panels = evaluate_latent_response(model, dataset, judge, num_samples, grid_samples)
+    summary_keys = ("tau", "members", "dropped", "best_heldout_nll", "max_fit_gap_nats", "seconds", "by_kind")
+    metrics["family"] = {**{k: v for k, v in family.summary().items() if k in summary_keys}, **scores,
+                         "evaluated_member": evaluated.label}
+    return metrics, panels
 
 
 def member_columns(model, family, scores: dict, dataset, grid_samples: int) -> list[tuple[str, dict]]:
@@ -150,7 +169,7 @@ def member_columns(model, family, scores: dict, dataset, grid_samples: int) -> l
     from cauvade_pyro.inference import intervene
 
     rows = {m["label"]: m for m in scores["member_scores"]}
-    diffuse = rows[scores["observational_end"]]
+    diffuse = rows[scores["diffuse_end"]]
     sharpest = min(scores["member_scores"], key=lambda m: m["entropy"])
     distance = lambda m: sum(abs(a - b) for p, q in zip(m["p_do_from_images"], diffuse["p_do_from_images"])  # noqa: E731
                              for a, b in zip(p, q))
@@ -163,7 +182,7 @@ def member_columns(model, family, scores: dict, dataset, grid_samples: int) -> l
                 {x: model.sample_given_x(x, grid_samples)["image_mean"].cpu() for x in xs})]
     for label in chosen:
         members[label].activate()
-        columns.append((f"do(x): {members[label].kind} {'(diffuse end)' if label == diffuse['label'] else ''}".strip(),
+        columns.append((f"do(x): {label}" + (" (diffuse end)" if label == diffuse["label"] else ""),
                         {x: intervene(model.model, {"x": x}, grid_samples)["image_mean"].cpu() for x in xs}))
     columns.append(("unconfounded reference", {x: dataset.sample_reference(x, grid_samples, torch.Generator()
                                                                           .manual_seed(x))["image"].float().div(255)
