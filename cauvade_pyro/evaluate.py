@@ -269,7 +269,8 @@ def latent_observational_end(model, dataset, judge, num_samples: int, per_x: lis
         of_x = test["x"].cpu() == x
         # a test split without an image of class x (a tiny num_test) has no held-out reading for it: None, not a crash
         p_heldout = hue_histogram(heldout_hue[of_x], num_y) if bool(of_x.any()) else None
-        p_do = torch.tensor(row["p_do_from_images"])
+        p_do = torch.tensor(row["p_do_from_images"], dtype=torch.float64)
+        p_do = p_do / p_do.sum()  # the row holds values rounded to 5 decimals: their sum may miss 1 by ~1e-5
         row.update({
             "p_conditional_from_images": _rounded(p_conditional),
             "p_heldout_from_images": None if p_heldout is None else _rounded(p_heldout),
@@ -429,7 +430,9 @@ def evaluate_atom_family(model, family, dataset, judge, *, images_per_atom: int 
     observational_to_truth = mean_w1(observational, truth)
     members, values = [], []
     for member, bound in zip(family, iwae):
-        p_do = torch.einsum("xa,xab->xb", member.p_do.float(), hue_given_atom.float())
+        weights = member.p_do.double()
+        weights = weights / weights.sum(-1, keepdim=True)  # the member's rows, summing to 1 in float64
+        p_do = torch.einsum("xa,xab->xb", weights, hue_given_atom.double())
         values.append(p_do)
         members.append({
             "kind": member.kind, "label": member.label, "gamma": round(member.gamma, 6),

@@ -117,3 +117,25 @@ def test_coverage_counts_a_truth_exactly_on_either_edge():
     result = coverage(truth, low, high, atol=0.0)
     assert result.per_cell.tolist() == [[True, True, True, False]]
     assert result.share == pytest.approx(3 / 4)
+
+
+def test_latent_observational_end_accepts_a_do_row_whose_rounded_values_miss_one():
+    """Rows keep P(hue | do(x)) rounded to 5 decimals; with 600 images per x their sum can miss 1 by 2e-5 (as the
+    CLI's default latent-response family did), which must not stop the evaluation."""
+    from cauvade_pyro.evaluate import latent_observational_end
+
+    dataset = ConfoundedShapes(num_train=60, num_test=60, seed=0)
+
+    class Reader:  # reads every image as class 0, hue bin 1
+        def predict(self, images):
+            return torch.zeros(len(images), dtype=torch.long), torch.ones(len(images), dtype=torch.long)
+
+    class Model:
+        def sample_given_x(self, x, n):
+            return {"image_mean": torch.zeros(n, 3, 28, 28)}
+
+    rounded = [round(k / 600, 5) for k in (2, 5, 8, 11, 14, 560)]
+    assert abs(sum(rounded) - 1) > 1.5e-5  # the situation the CLI met (sum 0.99998)
+    rows = [{"x": x, "p_do_from_images": rounded} for x in range(3)]
+    latent_observational_end(Model(), dataset, Reader(), 10, rows)
+    assert all(0 <= row["w1_images_to_observational"] <= 0.5 for row in rows)
