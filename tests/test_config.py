@@ -18,6 +18,8 @@ def composed(*overrides):
                                    "independent, shared, family"),
         (["inference.sweep=family", "model.response_atoms=one"], "model.response_atoms must be an integer >= 2, "
                                                                  "got 'one'"),
+        (["inference.sweep=family", "model.response_atoms=20000"], "model.response_atoms (20000) must not exceed "
+                                                                   "dataset.num_train (12000)"),
         (["inference.member_epochs=0"], "inference.member_epochs must be an integer >= 1, got 0"),
         (["inference.member_epochs=1.5"], "inference.member_epochs must be an integer >= 1, got 1.5"),
         (["inference.member_epochs=many"], "inference.member_epochs must be a number"),
