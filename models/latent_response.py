@@ -148,7 +148,7 @@ class LatentResponseModel(nn.Module):
 
     def posterior_c_given_x(self, x: torch.Tensor) -> torch.Tensor:
         """p(c | x) ∝ π_c p(x | c): what conditioning on x weighs the clusters by (do(x) weighs them by π)."""
-        return (self.pi_logits.log_softmax(-1) + self.x_logits.log_softmax(-1)[:, x].T).softmax(-1)
+        return (self.pi_logits.log_softmax(-1) + self.x_logits.log_softmax(-1)[:, x].movedim(0, -1)).softmax(-1)
 
     @torch.no_grad()
     def sample_given_x(self, x: int, num_samples: int) -> dict[str, torch.Tensor]:

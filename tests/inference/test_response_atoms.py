@@ -131,3 +131,12 @@ def test_log_weight_is_the_hand_sum_and_the_family_iwae_matches_each_members_own
     for member, bound in zip(family, bounds):
         member.activate()
         assert bound == pytest.approx(latent_heldout_bounds(model, data, particles=3)["iwae"], abs=2e-3)
+
+
+def test_posterior_of_c_given_x_keeps_the_shape_of_x_in_both_latent_models():
+    model = _hand_model(4)
+    x = torch.tensor([[0, 1, 1], [1, 0, 1]])
+    for owner in (model, model.image):
+        p = owner.posterior_c_given_x(x)
+        assert p.shape == (2, 3, 2)
+        assert torch.allclose(p[0, 1], owner.posterior_c_given_x(torch.tensor([1]))[0])
