@@ -378,11 +378,10 @@ def atom_hue_table(model, judge, num_bins: int, images_per_atom: int) -> torch.T
 def atom_family_iwae(model, family, data: dict, particles: int = 8, batch_size: int = 128, seed: int = 0) -> list[float]:
     """The held-out IWAE bound of log p(x, image) per image of every member of a response-atom family, on the same
     draws z ~ q(z | image, x) for every member (members differ only in their (x, atom) table, so the decoder and
-    the atoms' densities are evaluated once): :meth:`AtomResponseModel.log_weight` of each member, averaged."""
+    the encoder are evaluated once): :meth:`AtomResponseModel.log_weight` of each member, averaged."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    atoms = torch.arange(model.num_atoms, device=device)
-    parts = []  # per batch: (x, log N(z; atom) (k, n, A), log p(image | x, z) − log q(z) (k, n))
+    parts = []  # per batch: (x, z (k, n, D), log p(image | x, z) − log q(z) (k, n))
     for start in range(0, len(data["x"]), batch_size):
         batch = to_float_images({k: data[k][start : start + batch_size].to(device) for k in ("x", "image")})
         loc, scale = model.encode(batch["image"], batch["x"])
@@ -390,12 +389,11 @@ def atom_family_iwae(model, family, data: dict, particles: int = 8, batch_size: 
         r, eps = z[..., : model.r_dim], z[..., model.r_dim :]
         rest = model.image.image_log_prob(batch["image"], batch["x"], r, eps) \
             - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
-        parts.append((batch["x"], model.atoms.log_prob(z.unsqueeze(-2), atoms), rest))
+        parts.append((batch["x"], z, rest))
     bounds = []
     for member in family:
         member.activate()
-        log_xa = model.attributes.joint_xy().clamp_min(1e-30).log()
-        total = sum(float(((log_xa[x] + log_z).logsumexp(-1) + rest).logsumexp(0).sum()) for x, log_z, rest in parts)
+        total = sum(float((model.log_prob_x_code(x, z) + rest).logsumexp(0).sum()) for x, z, rest in parts)
         bounds.append(total / len(data["x"]) - math.log(particles))
     return bounds
 

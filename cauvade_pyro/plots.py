@@ -17,30 +17,22 @@ PANEL_TITLES = {"observational": "observational  P(image | x)", "do": "model  P(
 
 def save_sample_grids(path: str | Path, panels: dict, class_names, title: str = "") -> Path:
     """One row per x: observational samples, do(x) samples and reference samples, side by side."""
-    rows = sorted(panels)
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3.2 * len(rows)), squeeze=False)
-    for row, x in enumerate(rows):
-        for col, key in enumerate(("observational", "do", "reference")):
-            images = panels[x][key].clamp(0, 1)
-            grid = make_grid(images, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1, pad_value=1.0)
-            axes[row, col].imshow(grid.permute(1, 2, 0).numpy())
-            axes[row, col].set_xticks([])
-            axes[row, col].set_yticks([])
-            if row == 0:
-                axes[row, col].set_title(PANEL_TITLES[key], fontsize=9)
-        axes[row, 0].set_ylabel(f"x = {x} ({class_names[x]})")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    columns = [(PANEL_TITLES[key], {x: panels[x][key] for x in panels}) for key in ("observational", "do", "reference")]
+    return _save_grids(path, columns, class_names, title, panel_size=(3.0, 3.2), title_size=9)
 
 
 def save_member_grids(path: str | Path, columns: list[tuple[str, dict]], class_names, title: str = "") -> Path:
     """One row per x, one column per ``(name, {x: images})`` of ``columns``: e.g. observational samples, the do(x)
     samples of several family members and reference samples, side by side."""
+    return _save_grids(path, columns, class_names, title, panel_size=(2.9, 3.0), title_size=8)
+
+
+def _save_grids(path, columns: list[tuple[str, dict]], class_names, title: str, panel_size: tuple[float, float],
+                title_size: int) -> Path:
+    """The figure of image grids both functions above write: rows x, columns as given."""
     rows = sorted(columns[0][1])
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.9 * len(columns), 3.0 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(columns), squeeze=False,
+                             figsize=(panel_size[0] * len(columns), panel_size[1] * len(rows)))
     for row, x in enumerate(rows):
         for col, (name, panels) in enumerate(columns):
             images = panels[x].clamp(0, 1)
@@ -49,7 +41,7 @@ def save_member_grids(path: str | Path, columns: list[tuple[str, dict]], class_n
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
             if row == 0:
-                axes[row, col].set_title(name, fontsize=8)
+                axes[row, col].set_title(name, fontsize=title_size)
         axes[row, 0].set_ylabel(f"x = {x} ({class_names[x]})")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -122,8 +122,12 @@ class AtomResponseModel(nn.Module):
         p(x, z) = Σ_a P(x, a) N(z; μ_a, Σ_a) with P(x, a) this member's table. Leading dims of ``r`` left of
         ``x``'s are particles (as :meth:`LatentResponseModel.log_weight`)."""
         z = torch.cat([r, eps], -1)
-        log_xa = self.attributes.joint_xy().clamp_min(1e-30).log()  # (X, A)
-        atoms = torch.arange(self.attributes.num_y, device=z.device)
-        log_z = self.atoms.log_prob(z.unsqueeze(-2), atoms)  # (..., N, A)
-        log_p = (log_xa[x] + log_z).logsumexp(-1) + self.image.image_log_prob(image, x, r, eps)
+        log_p = self.log_prob_x_code(x, z) + self.image.image_log_prob(image, x, r, eps)
         return log_p - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+
+    def log_prob_x_code(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) = log Σ_a P(x, a) N(z; μ_a, Σ_a), this member's table P(x, a); leading dims of ``code`` left
+        of ``x``'s broadcast (particles)."""
+        log_xa = self.attributes.joint_xy().clamp_min(1e-30).log()  # (X, A)
+        atoms = torch.arange(self.num_atoms, device=code.device)
+        return (log_xa[x] + self.atoms.log_prob(code.unsqueeze(-2), atoms)).logsumexp(-1)
