@@ -442,18 +442,26 @@ def clustering_scores(labels: torch.Tensor, clusters: torch.Tensor, num_clusters
 
 def vade(seed: int, *, num_train: int | None = 20000, num_test: int | None = None, warmup_epochs: int = 3,
          epochs: int = 6, K: int = 10, r_dim: int = 10, batch_size: int = 256, lr: float = 2e-3,
-         cluster_lr: float | None = 0.01, net: str = "mlp", progress: bool = False) -> dict:
+         cluster_lr: float | None = 0.01, net: str = "mlp", warmup_kl_weight: float = 1.0, gmm_restarts: int = 1,
+         val: int = 0, progress: bool = False) -> dict:
     """VaDE mode: the latent-response model with no x (one value, so p(x | c) is constant) and K clusters, fitted
     on Fashion-MNIST's training images without labels (warm-up + GMM init, then the mixture ELBO at γ = 0);
     each held-out image is assigned argmax_c p(c | r̂) at the guide's mean r̂, scored against the labels. The
     defaults (the first 20 000 training images, 3 + 6 epochs, MLP nets) keep one fit near 5 min of one CPU thread;
-    the 10 000 test images are scored."""
+    the 10 000 test images are scored. ``val`` > 0 (exploration, for choosing settings): the last ``val`` of the
+    60 000 training images are held out of training and scored with their labels instead, and the test images
+    are never loaded. ``warmup_kl_weight``, ``gmm_restarts``: :func:`~cauvade_pyro.inference.init_latent_response`'s
+    options (1, 1: its defaults)."""
     from cauvade_pyro.inference import GammaEntropyELBO, fit_svi, init_latent_response, seed_everything
     from cauvade_pyro.inference.train import to_float_images
     from cauvade_pyro.models import LatentResponseModel
 
-    train_images, _ = load_fashion("train")
-    test_images, test_labels = load_fashion("t10k")
+    train_images, train_labels = load_fashion("train")
+    if val > 0:  # held-out training images score the fit; the test images stay unseen
+        test_images, test_labels = train_images[-val:], train_labels[-val:]
+        train_images = train_images[:-val]
+    else:
+        test_images, test_labels = load_fashion("t10k")
     train_images, test_images, test_labels = train_images[:num_train], test_images[:num_test], test_labels[:num_test]
     seed_everything(seed)
     pyro.clear_param_store()
@@ -472,7 +480,7 @@ def vade(seed: int, *, num_train: int | None = 20000, num_test: int | None = Non
 
     started = time.perf_counter()
     init_latent_response(model, train, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         progress=progress)
+                         progress=progress, warmup_kl_weight=warmup_kl_weight, gmm_restarts=gmm_restarts)
     scores = {"after_warmup_gmm": clustering_scores(test_labels, assign(test_images), K)}  # before mixture training
     pyro.clear_param_store()
     model.train()
@@ -483,7 +491,9 @@ def vade(seed: int, *, num_train: int | None = 20000, num_test: int | None = Non
     return {"seed": seed, "fit_s": round(time.perf_counter() - started, 1), **scores,
             "settings": {"num_train": len(train_images), "num_test": len(test_images), "warmup_epochs": warmup_epochs,
                          "epochs": epochs, "K": K, "r_dim": r_dim, "eps_dim": 1, "net": net, "batch_size": batch_size,
-                         "lr": lr, "cluster_lr": cluster_lr}}
+                         "lr": lr, "cluster_lr": cluster_lr, "warmup_kl_weight": warmup_kl_weight,
+                         "gmm_restarts": gmm_restarts,
+                         "scored_on": f"last {val} training images (held out)" if val > 0 else "test images"}}
 
 
 def main(argv=None) -> dict:
@@ -503,6 +513,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--vade", default="", help="comma-separated seeds of VaDE-mode fits on Fashion-MNIST ('' none)")
     parser.add_argument("--vade-train", type=int, default=20000, help="VaDE mode: training images (first n of 60 000)")
     parser.add_argument("--vade-epochs", default="3,6", help="VaDE mode: warm-up epochs,mixture epochs")
+    parser.add_argument("--vade-warmup-kl", type=float, default=1.0,
+                        help="VaDE mode: weight of r's KL term during the warm-up only (1: a VAE)")
+    parser.add_argument("--vade-gmm-restarts", type=int, default=1,
+                        help="VaDE mode: GMM starts on the warm-up codes, the best by its likelihood kept")
+    parser.add_argument("--vade-r-dim", type=int, default=10, help="VaDE mode: dimension of r")
+    parser.add_argument("--vade-lr", type=float, default=2e-3, help="VaDE mode: learning rate of the networks")
+    parser.add_argument("--vade-val", type=int, default=0,
+                        help="VaDE mode, exploration: hold out the last n training images and score on them (the "
+                             "test images unused); the fits go under vade_exploration (appended on --merge), "
+                             "not the reported vade block")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/latent_response.json)")
     parser.add_argument("--merge", action="store_true",
                         help="add this run's variants to the JSON at --out (runs split to stay within 15 min each); "
@@ -540,22 +560,27 @@ def main(argv=None) -> dict:
         if names else None,
         f"confirm{suffix}": run(confirm, data_seed=1, seed=1, overrides=overrides, **sizes, **data_choice)
         if confirm else None,
-        "vade": None,
+        "vade": None, "vade_exploration": None,
     }
     seeds = [int(v) for v in args.vade.split(",") if v]
     if seeds:
         warmup, epochs = (int(v) for v in args.vade_epochs.split(","))
         vade_sizes = ({"num_train": 256, "num_test": 200, "warmup_epochs": 1, "epochs": 1} if args.quick else
                       {"num_train": args.vade_train, "warmup_epochs": warmup, "epochs": epochs})
-        fits = [vade(seed, **vade_sizes) for seed in seeds]
+        vade_options = {"warmup_kl_weight": args.vade_warmup_kl, "gmm_restarts": args.vade_gmm_restarts,
+                        "r_dim": args.vade_r_dim, "lr": args.vade_lr, "val": args.vade_val}
+        fits = [vade(seed, **vade_sizes, **vade_options) for seed in seeds]
         for fit in fits:
             print(f"[vade seed {fit['seed']}] {fit['fit_s']} s: acc {fit['vade']['acc']}, nmi {fit['vade']['nmi']} "
                   f"(GMM on the warm-up codes: {fit['after_warmup_gmm']['acc']}, {fit['after_warmup_gmm']['nmi']})",
                   flush=True)
         accs = [fit["vade"]["acc"] for fit in fits]
-        results["vade"] = {"fits": fits, "acc_mean": round(sum(accs) / len(accs), 4),
-                           "acc_min": min(accs), "acc_max": max(accs),
-                           "nmi_mean": round(sum(f["vade"]["nmi"] for f in fits) / len(fits), 4)}
+        block = {"fits": fits, "acc_mean": round(sum(accs) / len(accs), 4), "acc_min": min(accs),
+                 "acc_max": max(accs), "nmi_mean": round(sum(f["vade"]["nmi"] for f in fits) / len(fits), 4)}
+        if args.vade_val > 0:  # a list of exploration runs, each with its command
+            results["vade_exploration"] = [{"command": command, "git_sha": results["git_sha"], **block}]
+        else:
+            results["vade"] = block
     out = Path(args.out) if args.out else RESULTS / f"latent_response{'_quick' if args.quick else ''}.json"
     this_run = {"command": command, "git_sha": results["git_sha"], "variants": names, "confirm": confirm,
                 "dataset": args.dataset, "scm": args.scm, "vade_seeds": seeds,
@@ -569,6 +594,8 @@ def main(argv=None) -> dict:
             kept = [earlier["vade"]] if earlier.get("vade") else []
             earlier["vade_earlier"] = earlier.get("vade_earlier", []) + kept
             earlier["vade"] = results["vade"]
+        if results["vade_exploration"]:  # exploration fits (scored on held-out training images) are all kept
+            earlier["vade_exploration"] = (earlier.get("vade_exploration") or []) + results["vade_exploration"]
         for part in (f"explore{suffix}", f"confirm{suffix}"):
             if earlier.get(part) and results[part]:
                 if earlier[part]["data"] != results[part]["data"]:

@@ -71,6 +71,24 @@ def test_vade_mode_runs_at_toy_size_when_fashion_mnist_is_installed(tmp_path):
     assert out["targets"]["vade_fashion_acc"] == out["vade"]["acc_mean"] == fit["vade"]["acc"]
 
 
+def test_vade_exploration_scores_held_out_training_images_and_keeps_the_reported_block(tmp_path):
+    import pytest
+
+    from benchmarks.latent_response import FASHION_DIR
+
+    if not (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    out = tmp_path / "v.json"
+    reported = main(["--quick", "--variants", "", "--confirm", "", "--vade", "0", "--out", str(out)])["vade"]
+    merged = main(["--quick", "--variants", "", "--confirm", "", "--vade", "1", "--vade-val", "1000",
+                   "--vade-warmup-kl", "0.01", "--vade-gmm-restarts", "2", "--out", str(out), "--merge"])
+    assert merged["vade"] == reported and merged["targets"]["vade_fashion_acc"] == reported["acc_mean"]
+    (explored,) = merged["vade_exploration"]
+    settings = explored["fits"][0]["settings"]
+    assert settings["scored_on"] == "last 1000 training images (held out)" and settings["warmup_kl_weight"] == 0.01
+    assert settings["gmm_restarts"] == 2 and "--vade-val 1000" in explored["command"]
+
+
 def test_overlap_scm_is_a_valid_scm_unlike_the_default_and_still_confounded():
     import torch
 
