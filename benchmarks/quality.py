@@ -27,7 +27,9 @@ its mean over seeds) is chosen on a *validation* set and every reported FID is a
 member; targets compare means, or the selected member against the best γ = 0 seed, never a minimum against a
 mean of its own subset. Directed members whose fit says ``feasible: False`` are dropped and counted; the
 directed members are a check that the sharp bounds are reachable, not the family's coverage. The within-bin hue
-W1 (:mod:`cauvade_pyro.metrics.hue`) reads each image's hue from its pixels, no judge. Images are the means
+W1 (:mod:`cauvade_pyro.metrics.hue`) reads each image's hue from its pixels, no judge; it, the judge's read-outs
+and the sub-class mix are computed as the CLI computes them (:func:`cauvade_pyro.evaluate.read_images`,
+through :class:`Evaluator`, which adds the FIDs and the diversity). Images are the means
 of the image likelihood (at sampled y and ε), not pixel draws. The JSON records ``git_sha`` and whether the
 image models were trained in this run (``cold_cache``). The run is in phases (:func:`setup`,
 :func:`gamma_family`, :func:`directed_members`, :func:`baselines`, :func:`family_metrics`, :func:`fid_summary`,
@@ -136,6 +138,12 @@ def result_name(args, cfg) -> str:
 class Evaluator:
     """Per-x FID (validation and test references), hue read-outs, W1 and diversity of generated do(x) images.
 
+    The FIDs and the feature-space diversity are the benchmark's own; the judge's hue histogram, its W1s, the
+    class accuracy, the within-bin hue W1 and the sub-class mix are the CLI's read-outs,
+    :func:`cauvade_pyro.evaluate.read_images` against the test reference (the same images as the CLI's: seed
+    10 000 + x), under this benchmark's key names (``do_class_accuracy``, ``hue_unreadable``, ``subclass_tv``,
+    ``subclass_generated``) and unrounded.
+
     Three independent reference sets per x: *validation* (the best member is chosen on it), *test* (every
     reported FID is against it) and a second test-sized set for the reference-vs-reference floor. Two more per x
     are drawn *observationally* (Y ~ P(Y | x), ``dataset.sample_conditional``): what a model of P(image | x)
@@ -183,30 +191,30 @@ class Evaluator:
             self.observational_fid_floor.append(self.observational_fid[x].distance(conditional[1]))
 
     def images(self, x: int, images, sampled_y=None) -> dict:
+        """One row of per-x read-outs of generated images of class x: the FIDs against the test, validation and
+        observational references and the feature-space diversity here; the judge's hue histogram, its W1s, the
+        class accuracy, the within-bin hue W1 and the sub-class mix from :func:`cauvade_pyro.evaluate.read_images`
+        against the test reference (the sub-class mix against its precomputed histogram)."""
         import torch
 
+        from cauvade_pyro.evaluate import read_images
         from cauvade_pyro.metrics import circular_w1, diversity, hue_histogram
-        from cauvade_pyro.metrics.hue import within_bin_hue_w1
-        from cauvade_pyro.metrics.subclass import subclass_mix
 
-        class_pred, hue_pred = self.judge.predict(images)
-        p_images = hue_histogram(hue_pred, self.dataset.num_hue_bins)
+        read = read_images(images, x, self.dataset, self.judge, self.reference[x],
+                           subclass_reader=self.subclass_reader, reference_histogram=self.subclass_reference.get(x))
+        hue_pred, mix = read["judge_hue"], read["subclass"]
         with torch.no_grad():
             feats = self.features(images.to(next(self.features.parameters()).device))
-        hue = within_bin_hue_w1(images, self.reference[x], self.dataset.num_hue_bins)
-        mix = None
-        if self.subclass_reader is not None:
-            mix = subclass_mix(self.subclass_reader, images, None, x, reference_histogram=self.subclass_reference[x])
         row = {
             "fid": self.test_fid[x].distance(images),
             "fid_validation": self.validation_fid[x].distance(images),
             "fid_observational": self.observational_fid[x].distance(images),
-            "p_do_from_images": _round(p_images),
-            "w1_images_to_truth": circular_w1(p_images, self.truth[x], self.positions),
-            "w1_images_to_observational": circular_w1(p_images, self.observational[x], self.positions),
-            "do_class_accuracy": float((class_pred == x).float().mean()),
-            "within_bin_hue_w1": hue["w1"],
-            "hue_unreadable": hue["unreadable_generated"],
+            "p_do_from_images": _round(read["p_do_from_images"]),
+            "w1_images_to_truth": read["w1_images_to_truth"],
+            "w1_images_to_observational": read["w1_images_to_observational"],
+            "do_class_accuracy": read["class_accuracy"],
+            "within_bin_hue_w1": read["within_bin_hue_w1"],
+            "hue_unreadable": read["hue_unreadable"],
             "subclass_tv": None if mix is None else mix["tv"],
             "subclass_generated": None if mix is None else mix["generated"],
             **diversity(hue_pred, self.dataset.num_hue_bins, feats),

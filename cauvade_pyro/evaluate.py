@@ -19,6 +19,7 @@ likelihood at sampled (y, ε), not pixel draws.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ from cauvade_pyro.inference.family import heldout_image_elbo
 from cauvade_pyro.inference.train import to_float_images
 from cauvade_pyro.metrics import bow_graph_bounds, circular_w1, hue_histogram
 from cauvade_pyro.metrics.hue import within_bin_hue_w1
-from cauvade_pyro.metrics.subclass import has_subclasses, subclass_mix, train_subclass_reader
+from cauvade_pyro.metrics.subclass import SubclassReader, has_subclasses, subclass_mix, train_subclass_reader
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -80,18 +81,66 @@ def default_subclass_reader(dataset, judge):
 
 
 @torch.no_grad()
+def read_images(images: torch.Tensor, x: int, dataset: Any, judge: Any, reference_images: torch.Tensor, *,
+                subclass_reader: SubclassReader | None = None,
+                reference_histogram: torch.Tensor | None = None) -> dict[str, Any]:
+    """What the judge and the pixels say about generated images of class x, against reference images of class x.
+
+    ``images``: float (n, 3, H, W) in [0, 1], meant as draws of do(X = x) (any device); ``reference_images``: images
+    of the unconfounded reference for do(X = x) (``dataset.sample_reference``; uint8 or float in [0, 1]).
+    ``judge.predict`` reads each image's (class, hue bin); ``dataset`` gives the SCM and the number of hue bins.
+    Returns, unrounded:
+
+    - ``judge_class``, ``judge_hue``: the judge's reads (LongTensors on the CPU);
+    - ``p_do_from_images``: the histogram of the judge's hue bins (float64, shape (num_hue_bins,));
+    - ``w1_images_to_truth``, ``w1_images_to_observational``: W1 on the hue circle from it to the true
+      P(y | do(x)) and to the observational P(y | x);
+    - ``class_accuracy``: share of the images the judge reads as class x;
+    - ``within_bin_hue_w1``: W1 of the within-bin hue positions against the reference's, read from the pixels
+      without the judge (bin widths; NaN when no image has a hue; :func:`~cauvade_pyro.metrics.hue.within_bin_hue_w1`)
+      and ``hue_unreadable``, the share of the images with no hue;
+    - ``subclass``: the sub-class mix read by ``subclass_reader`` against the reference's
+      (:func:`~cauvade_pyro.metrics.subclass.subclass_mix`: ``tv``, ``generated``, ``reference``, ``labels``;
+      from ``reference_histogram`` when given, else from ``reference_images``); None without a reader.
+    """
+    scm, num_y = dataset.scm, dataset.num_hue_bins
+    class_pred, hue_pred = judge.predict(images)
+    class_pred, hue_pred = class_pred.cpu(), hue_pred.cpu()
+    p_images = hue_histogram(hue_pred, num_y)
+    positions = scm.bin_centres()
+    truth, observational = scm.interventional_y().float(), scm.observational_y_given_x().float()
+    images = images.cpu()
+    spread = within_bin_hue_w1(images, reference_images, num_y)
+    mix = None
+    if subclass_reader is not None:
+        mix = subclass_mix(subclass_reader, images, reference_images, x, reference_histogram=reference_histogram)
+    return {
+        "judge_class": class_pred,
+        "judge_hue": hue_pred,
+        "p_do_from_images": p_images,
+        "w1_images_to_truth": circular_w1(p_images, truth[x], positions),
+        "w1_images_to_observational": circular_w1(p_images, observational[x], positions),
+        "class_accuracy": float((class_pred == x).float().mean()),
+        "within_bin_hue_w1": spread["w1"],
+        "hue_unreadable": spread["unreadable_generated"],
+        "subclass": mix,
+    }
+
+
+@torch.no_grad()
 def interventional_images(model, dataset, judge, num_samples: int, grid_samples: int,
                           subclass_reader="auto") -> tuple[list[dict], dict]:
     """Per x: the judge's reading of do(x) images against the truth, and the sample-grid panels.
 
     Returns one row per x (hue distribution read from the images, observational answer, truth, bounds, W1s,
-    shape accuracy, within-bin hue W1, sub-class mix) and, per x, the observational, do(x) and reference
-    images. Each row also carries the sampled ``y`` of the do(x) draws under ``"_draws"`` for diagrams that
+    shape accuracy, within-bin hue W1, sub-class mix; the read-outs of :func:`read_images` against as many
+    reference images, drawn with seed 10 000 + x, rounded to 5 decimals, the accuracy to 4) and, per x, the
+    observational, do(x) and reference images. Each row also carries the sampled ``y`` of the do(x) draws under ``"_draws"`` for diagrams that
     label y. ``subclass_tv`` is the TV distance between the sub-class mix of the do(x) images and of as many
     reference images, both read by ``subclass_reader`` (:mod:`cauvade_pyro.metrics.subclass`; ``"auto"``:
     :func:`default_subclass_reader`); None for datasets without sub-classes.
     """
-    scm, num_y = dataset.scm, dataset.num_hue_bins
+    scm = dataset.scm
     reader = default_subclass_reader(dataset, judge) if subclass_reader == "auto" else subclass_reader
     positions = scm.bin_centres()
     truth, observational = scm.interventional_y().float(), scm.observational_y_given_x().float()
@@ -99,23 +148,21 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
     rows, panels = [], {}
     for x in range(dataset.num_classes):
         draws = intervene(model.model, {"x": x}, num_samples)
-        shape_pred, hue_pred = judge.predict(draws["image_mean"])
-        p_images = hue_histogram(hue_pred.cpu(), num_y)
-        # within-bin hue spread read from the pixels (no judge), against as many reference images
+        # the judge's reading, the within-bin hue spread and the sub-class mix, against as many reference images
         spread_reference = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
-        within_bin = within_bin_hue_w1(draws["image_mean"].cpu(), spread_reference["image"], num_y)["w1"]
-        mix = None if reader is None else subclass_mix(reader, draws["image_mean"].cpu(), spread_reference["image"], x)
+        read = read_images(draws["image_mean"], x, dataset, judge, spread_reference["image"], subclass_reader=reader)
+        within_bin, mix = read["within_bin_hue_w1"], read["subclass"]
         rows.append({
             "x": x,
             "class_name": dataset.class_names[x],
-            "p_do_from_images": _rounded(p_images),
+            "p_do_from_images": _rounded(read["p_do_from_images"]),
             "p_observational": _rounded(observational[x]),
             "p_do_truth": _rounded(truth[x]),
             "bounds_lower": _rounded(lower[x]),
             "bounds_upper": _rounded(upper[x]),
-            "w1_images_to_truth": round(circular_w1(p_images, truth[x], positions), 5),
+            "w1_images_to_truth": round(read["w1_images_to_truth"], 5),
             "w1_observational_to_truth": round(circular_w1(observational[x], truth[x], positions), 5),
-            "do_x_shape_accuracy": round(float((shape_pred.cpu() == x).float().mean()), 4),
+            "do_x_shape_accuracy": round(read["class_accuracy"], 4),
             "within_bin_hue_w1": round(within_bin, 5) if within_bin == within_bin else None,  # NaN: no hue read
             "subclass_tv": None if mix is None else round(mix["tv"], 5),
             "subclass_mix": None if mix is None else {k: mix[k] for k in ("labels", "generated", "reference")},
