@@ -135,13 +135,15 @@ def plot(part: dict, title: str, path: Path) -> None:
 
 
 def iwae_gap(row: dict) -> str:
-    """The members' largest held-out IWAE gap of a row and its particle count(s): ``0.0051 (256; 8: 0.050)``."""
+    """The members' largest held-out IWAE gap of a row and its particle count(s): ``0.0050 (8/atom; 2/atom: 0.0081)``
+    (draws inside each atom), ``0.0051 (256; 8: 0.050)`` (draws from the encoder, shared by all atoms: older rows)."""
     # rows from before the gap was measured at several counts were at 8 particles on 500 test images
     by_particles = row.get("heldout_iwae_max_gap_by_particles") or {str(row.get("heldout_iwae_particles", 8)):
                                                                     row["heldout_iwae_max_gap"]}
+    unit = "/atom" if row.get("heldout_iwae_draws") == "per atom" else ""
     reported = max(by_particles, key=int)
-    others = "; ".join(f"{k}: {v:.4f}" for k, v in by_particles.items() if k != reported)
-    return f"{by_particles[reported]:.4f} ({reported}{'; ' + others if others else ''})"
+    others = "; ".join(f"{k}{unit}: {v:.4f}" for k, v in by_particles.items() if k != reported)
+    return f"{by_particles[reported]:.4f} ({reported}{unit}{'; ' + others if others else ''})"
 
 
 def table(results: dict) -> str:
@@ -172,8 +174,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--atoms", default=str(CANDIDATE_ATOMS), help="comma-separated numbers of response atoms")
     parser.add_argument("--epochs", type=int, default=15, help="training epochs after the warm-up")
     parser.add_argument("--num-train", type=int, default=3000)
-    parser.add_argument("--iwae-particles", default="8,64",
-                        help="comma-separated particle counts of the members' held-out IWAE (the largest is reported)")
+    parser.add_argument("--iwae-particles", default="2,8",
+                        help="comma-separated draws per atom of the members' held-out IWAE (the largest is reported)")
     parser.add_argument("--out", default=None, help=f"JSON path (default {OUT})")
     parser.add_argument("--merge", action="store_true", help="add this run's parts to the JSON at --out")
     args = parser.parse_args(argv)

@@ -18,7 +18,6 @@ likelihood at sampled (y, ε), not pixel draws.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -423,30 +422,32 @@ def atom_hue_table(model, judge, num_bins: int, images_per_atom: int) -> torch.T
 
 @torch.no_grad()
 def atom_family_iwae(model, family, data: dict, particles: int = 8, batch_size: int = 128, seed: int = 0) -> list[float]:
-    """The held-out IWAE bound of log p(x, image) per image of every member of a response-atom family, on the same
-    draws z ~ q(z | image, x) for every member (members differ only in their (x, atom) table, so the decoder and
-    the encoder are evaluated once): :meth:`AtomResponseModel.log_weight` of each member, averaged."""
+    """A held-out importance-sampled bound of log p(x, image) per image of every member of a response-atom family.
+
+    Members differ only in their (x, atom) table, so log p(x, image) = log Σ_a P(x, a) p(image | x, a) with one
+    p(image | x, a) for all of them: it is estimated once per image and atom, with ``particles`` draws per atom
+    (:meth:`~cauvade_pyro.models.AtomResponseModel.log_prob_image_given_atoms`: proposals inside each atom), and
+    each member's table is summed against the same estimates. The estimate of p(x, image) is unbiased, so its
+    log is a lower bound in expectation, like an IWAE bound; the estimator's own slack is nearly the same for every
+    member, because the draws are (docs/latent_response.md measures the gap against the particle count).
+    """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    parts = []  # per batch: (x, z (k, n, D), log p(image | x, z) − log q(z) (k, n))
+    parts = []  # per batch: (x, log p̂(image | x, a) of shape (n, A))
     for start in range(0, len(data["x"]), batch_size):
         batch = to_float_images({k: data[k][start : start + batch_size].to(device) for k in ("x", "image")})
-        loc, scale = model.encode(batch["image"], batch["x"])
-        z = loc + scale * torch.randn((particles, *loc.shape), generator=generator, device=device, dtype=loc.dtype)
-        r, eps = z[..., : model.r_dim], z[..., model.r_dim :]
-        rest = model.image.image_log_prob(batch["image"], batch["x"], r, eps) \
-            - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
-        parts.append((batch["x"], z, rest))
+        parts.append((batch["x"], model.log_prob_image_given_atoms(batch["image"], batch["x"], particles, generator)))
     bounds = []
     for member in family:
         member.activate()
-        total = sum(float((model.log_prob_x_code(x, z) + rest).logsumexp(0).sum()) for x, z, rest in parts)
-        bounds.append(total / len(data["x"]) - math.log(particles))
+        log_xa = model.attributes.joint_xy().detach().double().clamp_min(1e-300).log()  # (X, A)
+        total = sum(float((log_xa[x] + log_image).logsumexp(-1).sum()) for x, log_image in parts)
+        bounds.append(total / len(data["x"]))
     return bounds
 
 
 @torch.no_grad()
-def evaluate_atom_family(model, family, dataset, judge, *, images_per_atom: int = 400, iwae_particles: int = 64,
+def evaluate_atom_family(model, family, dataset, judge, *, images_per_atom: int = 400, iwae_particles: int = 8,
                          heldout_images: int = 500) -> dict:
     """Every member of a response-atom family (:class:`~cauvade_pyro.models.AtomResponseModel`), read from images
     only, and what the family covers.
@@ -461,11 +462,12 @@ def evaluate_atom_family(model, family, dataset, judge, *, images_per_atom: int 
     user would pick); the diffuse end, the member with the largest mean cluster-posterior entropy (the entropy
     dial's f = 1), and its W1 to the observational P(hue | x); the largest held-out IWAE gap to the best member.
 
-    Why 64 particles by default: the draws come from the base's encoder q(z | image, x), which none of the members'
-    priors p(x, z) = Σ_a P(x, a) N(z; μ_a, Σ_a) was trained with, and the IWAE's shortfall from log p(x, image)
-    differs from member to member. Measured on the shapes (12 000 images, 24 atoms, 70 members, 2000 test images,
-    docs/latent_response.md), the largest gap between members was 0.050 nats per image at 8 particles, 0.0066 at
-    64 and 0.0051 at 256: at 8 the gap is mostly the estimator's, not the members'.
+    Why per-atom draws, 8 per atom by default: an estimate from the base's encoder q(z | image, x) alone, which
+    none of the members' priors p(x, z) = Σ_a P(x, a) N(z; μ_a, Σ_a) was trained with, falls short of
+    log p(x, image) by an amount that differs from member to member. Measured on the shapes (12 000 images,
+    24 atoms, 70 members, 2000 test images, docs/latent_response.md), the largest gap between members was 0.050 nats
+    per image with 8 encoder draws, 0.0058 with 64 and 0.0050 with 256 (1078 s); with draws inside each atom it is
+    0.0081 at 2 per atom, 0.0065 at 4 and 0.0050 at 8 (267 s, 192 decoder passes per image at 24 atoms).
     Leaves the last member active.
     """
     from cauvade_pyro.metrics.family import coverage, family_range, span, span_within_bounds
@@ -509,6 +511,7 @@ def evaluate_atom_family(model, family, dataset, judge, *, images_per_atom: int 
         "heldout_iwae_best": round(best_iwae, 3),
         "heldout_iwae_max_gap": round(best_iwae - min(iwae), 5),
         "heldout_iwae_particles": iwae_particles,
+        "heldout_iwae_draws": "per atom",  # rows from before 2026-12-04 drew that many from the encoder, shared
         "heldout_iwae_images": len(test["x"]),
         "images_per_atom": images_per_atom,
         "hue_given_atom_from_images": _rounded(hue_given_atom),

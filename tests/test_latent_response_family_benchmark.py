@@ -19,6 +19,7 @@ def test_quick_run_scores_every_member_and_merges(tmp_path):
     assert 0.0 <= row["coverage"] <= 1.0 and 0.0 <= row["span"] <= 1.0
     # the IWAE gap at every particle count asked for; the largest is the reported one
     assert list(row["heldout_iwae_max_gap_by_particles"]) == ["1", "2"] and row["heldout_iwae_particles"] == 2
+    assert row["heldout_iwae_draws"] == "per atom" and f"| {row['heldout_iwae_max_gap']:.4f} (2/atom; 1/atom: " in table(first)
     assert row["heldout_iwae_max_gap_by_particles"]["2"] == row["heldout_iwae_max_gap"] >= 0.0
     # the target keys are the confirmation seed's, not the exploration's
     assert first["targets"]["by_data"]["shapes/n64"]["coverage"] == row["coverage"]
@@ -30,7 +31,7 @@ def test_quick_run_scores_every_member_and_merges(tmp_path):
     rows = merged["parts"][f"shapes/n64/seed{CONFIRM_SEED}"]["by_atoms"]
     assert "--merge" in rows["3"]["run"]["command"] and "--merge" not in rows["2"]["run"]["command"]
     assert f"| shapes/n64/seed{CONFIRM_SEED} | 3 |" in table(merged)
-    # a row from before the gap was measured at several particle counts renders at its 8 particles
+    # a row from before the gap was measured at several particle counts (8 encoder draws) renders as such
     old = {**rows["3"], "heldout_iwae_max_gap": 0.048}
-    del old["heldout_iwae_max_gap_by_particles"], old["heldout_iwae_particles"]
+    del old["heldout_iwae_max_gap_by_particles"], old["heldout_iwae_particles"], old["heldout_iwae_draws"]
     assert "| 0.0480 (8) |" in table({"parts": {"old/n1/seed0": {"by_atoms": {"24": old}}}})
