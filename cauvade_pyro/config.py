@@ -26,6 +26,7 @@ BASE_DATASETS = {
     "mnist": ("MNIST", None, None),
 }
 NETS = ("conv", "mlp")
+IMAGE_EPS_FILM = ("none", "last")  # models.nets.IMAGE_EPS_FILM, here before torch loads
 LIKELIHOODS = ("bernoulli", "logistic")
 EPS_PRIOR_GIVEN = ("x", "xy")
 Y_PARAMETERIZATIONS = ("additive", "interaction", "table")
@@ -125,6 +126,11 @@ def check_image(cfg: DictConfig) -> None:
         raise ConfigError(f"model.image.eps_prior_components must be an integer >= 0, got {components!r}")
     if image.get("eps_prior_given", "x") not in EPS_PRIOR_GIVEN:
         raise ConfigError(f"model.image.eps_prior_given must be one of {EPS_PRIOR_GIVEN}, got {image.eps_prior_given!r}")
+    eps_film = image.get("eps_film", "none")
+    if eps_film not in IMAGE_EPS_FILM:
+        raise ConfigError(f"model.image.eps_film must be one of {IMAGE_EPS_FILM}, got {eps_film!r}")
+    if eps_film != "none" and image.net != "conv":
+        raise ConfigError(f"model.image.eps_film={eps_film} needs model.image.net=conv, got {image.net!r}")
     if image.likelihood not in LIKELIHOODS:
         raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
     channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]

@@ -106,7 +106,10 @@ def _dataset_spec(cfg: DictConfig) -> dict:
 
 def _image_spec(image) -> dict:
     """The image networks' part of a cache key: channels and size are the dataset's (checked at start-up)."""
-    return {k: v for k, v in _without_default_eps_prior(_plain(image)).items() if k not in ("channels", "size")}
+    spec = {k: v for k, v in _without_default_eps_prior(_plain(image)).items() if k not in ("channels", "size")}
+    if spec.get("eps_film", "none") == "none":  # the plain decoder keeps the keys of the models cached before it
+        spec.pop("eps_film", None)
+    return spec
 
 
 def fit_fingerprint(cfg: DictConfig) -> dict:
@@ -148,6 +151,7 @@ def build_image_model(cfg: DictConfig, num_x: int, num_y: int, image_shape) -> C
         likelihood=image.likelihood, kl_weight=float(image.kl_weight),
         eps_prior_components=int(image.get("eps_prior_components", 0)),
         eps_prior_given=str(image.get("eps_prior_given", "x")),
+        eps_film=str(image.get("eps_film", "none")),
     )
 
 

@@ -168,6 +168,10 @@ class ConditionalImageModel(nn.Module):
     ``kl_weight`` (β) scales the ε sites in model and guide, i.e. β · KL(q(ε) ‖ N(0, I)); with a
     larger ε, β > 1 keeps ε from carrying shape and makes prior samples cleaner (docs/design.md §7). Held-out ELBOs use β = 1.
 
+    ``eps_film="last"`` lets an embedding of ε also drive the decoder's last FiLM layer, the one next to the
+    pixels (conv decoder only): ε can then scale a colour channel against the grey level per image, which an ε that
+    enters at the stem only cannot do, and the encoder learns to carry the within-bin hue (docs/images.md).
+
     ``eps_prior_components`` = M > 0 keeps room for an ex-post prior of ε: after training,
     :func:`cauvade_pyro.inference.fit_eps_prior` replaces N(0, I) by a mixture of M full-covariance Gaussians
     fitted to draws of q(ε | image, x, y) over the training images of each x, or (``eps_prior_given="xy"``) of
@@ -193,6 +197,7 @@ class ConditionalImageModel(nn.Module):
         kl_weight: float = 1.0,
         eps_prior_components: int = 0,
         eps_prior_given: str = "x",
+        eps_film: str = "none",
     ):
         super().__init__()
         if likelihood not in IMAGE_LIKELIHOODS:
@@ -204,7 +209,7 @@ class ConditionalImageModel(nn.Module):
         self.likelihood = likelihood
         self.kl_weight = float(kl_weight)
         channels = image_shape[0]
-        self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood))
+        self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood), eps_film)
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
         self.reset_eps_prior(eps_prior_components, eps_prior_given)

@@ -28,6 +28,9 @@ from .precision import autocast_forward
 
 IMAGE_SIZE = 28
 EPS_FILM = ("none", "last", "all")  # which FiLM layers of the conv decoder ε also drives (ConvDecoder)
+# What the image model's ``eps_film`` option may be: the conv decoder's last FiLM layer driven by ε alone, or not
+# (docs/images.md); "all" and the (cond, ε) embeddings stay ablation variants (CONV_VARIANTS)
+IMAGE_EPS_FILM = ("none", "last")
 EMBED_DIM = 64
 
 
@@ -180,17 +183,19 @@ class ConvDecoder(nn.Module):
     """FiLM-conditioned transposed-conv decoder: (cond, eps) → image logits (C, 28, 28)."""
 
     def __init__(self, cond_dim: int, eps_dim: int, channels: int = 3, hidden: int = 64, film: bool = True,
-                 eps_film: str = "none", colour_gain: bool = False):
+                 eps_film: str = "none", colour_gain: bool = False, embed_cond: bool = True):
         super().__init__()
         if eps_film not in EPS_FILM:
             raise ValueError(f"eps_film must be one of {EPS_FILM}, got {eps_film!r}")
         self.channels, self.hidden, self.film, self.eps_film = channels, hidden, film, eps_film
         self.stem = nn.Linear(cond_dim + eps_dim, hidden * 7 * 7)
-        # eps_film: FiLM layers also driven by an embedding of (cond, ε), so ε can modulate the features
-        # (e.g. the image's colour) per image and in interaction with y; "none" builds exactly the plain decoder
+        # eps_film: FiLM layers also driven by an embedding of ε (embed_cond: of (cond, ε)), so ε can modulate the
+        # features, e.g. the image's colour, per image; "none" builds exactly the plain decoder. Through the stem
+        # alone ε can only add to the features, which cannot scale a colour channel against the grey level
         rich_dim = cond_dim
+        self.embed_cond = embed_cond
         if eps_film != "none":
-            self.embed = nn.Sequential(nn.Linear(cond_dim + eps_dim, EMBED_DIM), nn.SiLU())
+            self.embed = nn.Sequential(nn.Linear((cond_dim if embed_cond else 0) + eps_dim, EMBED_DIM), nn.SiLU())
             rich_dim = cond_dim + EMBED_DIM
         self.film0 = FiLM(rich_dim if eps_film == "all" else cond_dim, hidden)
         self.up1 = nn.ConvTranspose2d(hidden, hidden // 2, 4, stride=2, padding=1)  # 7 → 14
@@ -213,7 +218,10 @@ class ConvDecoder(nn.Module):
         cond, eps = broadcast_vectors(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
         h = self.stem(torch.cat([cond, eps], -1)).view(-1, self.hidden, 7, 7)
-        rich = cond if self.eps_film == "none" else torch.cat([cond, self.embed(torch.cat([cond, eps], -1))], -1)
+        if self.eps_film == "none":
+            rich = cond
+        else:
+            rich = torch.cat([cond, self.embed(torch.cat([cond, eps], -1) if self.embed_cond else eps)], -1)
         early = rich if self.eps_film == "all" else cond
         h = self.act(self._modulate(self.film0, h, early))
         h = self.act(self._modulate(self.film1, self.up1(h), early))
@@ -325,8 +333,17 @@ def make_encoder(kind: str, channels: int, out_dim: int = 256) -> nn.Module:
     return ENCODERS[kind](channels=channels, out_dim=out_dim)
 
 
-def make_decoder(kind: str, cond_dim: int, eps_dim: int, channels: int) -> nn.Module:
-    """``conv`` or ``mlp`` (both FiLM-conditioned), or ``conv_concat`` (conditions at the input only; an ablation)."""
+def make_decoder(kind: str, cond_dim: int, eps_dim: int, channels: int, eps_film: str = "none") -> nn.Module:
+    """``conv`` or ``mlp`` (both FiLM-conditioned), or ``conv_concat`` (conditions at the input only; an ablation).
+
+    ``eps_film="last"`` (conv only): an embedding of ε alone also drives the last FiLM layer (the image model's
+    ``eps_film`` option)."""
+    if eps_film not in IMAGE_EPS_FILM:
+        raise ValueError(f"eps_film must be one of {IMAGE_EPS_FILM}, got {eps_film!r}")
+    if eps_film != "none":
+        if kind != "conv":
+            raise ValueError(f"eps_film={eps_film!r} needs the conv decoder, got {kind!r}")
+        return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, eps_film=eps_film, embed_cond=False)
     if kind == "conv_concat":
         return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, film=False)
     if kind == "conv_gain":

@@ -117,6 +117,21 @@ def test_the_eps_mixture_enters_the_image_key_only_when_asked_for(tmp_path):
     assert fit_fingerprint(four)["model"]["image"]["eps_prior_components"] == 4
 
 
+def test_eps_film_enters_the_image_key_only_when_not_none(tmp_path):
+    from omegaconf import open_dict
+
+    from cauvade_pyro.members import image_model_key
+
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        def cfg(*extra):
+            return compose(config_name="config", overrides=[*IMAGE_TINY, f"cache_dir={tmp_path}", *extra])
+
+        plain, last, before_the_option = cfg(), cfg("model.image.eps_film=last"), cfg()
+    with open_dict(before_the_option):
+        del before_the_option.model.image["eps_film"]
+    assert image_model_key(plain) == image_model_key(before_the_option) != image_model_key(last)
+
+
 def test_a_changed_scm_never_reuses_a_cached_image_model_or_cvae(tmp_path):
     from cauvade_pyro.datasets import ConfoundedColourSCM
     from cauvade_pyro.members import shared_image_model

@@ -41,6 +41,8 @@ def check_in_process(overrides):
         (["device=gpu"], "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
         (["resume=/no/such/run"], "resume: no training state at '/no/such/run'"),
         (["model.image.net=resnet"], "model.image.net must be one of ('conv', 'mlp')"),
+        (["model.image.eps_film=all"], "model.image.eps_film must be one of ('none', 'last'), got 'all'"),
+        (["model.image.net=mlp", "model.image.eps_film=last"], "model.image.eps_film=last needs model.image.net=conv"),
         (["inference.attribute_objective=exact"], "inference.attribute_objective must be one of ('pyro', 'counts')"),
     (["dataset.name=cifar"], "dataset.name must be one of ('shapes', 'fashion_mnist', 'mnist')"),
     ],
