@@ -89,12 +89,15 @@ def image_model_key(cfg: DictConfig, dataset=None) -> str:
 RUNTIME_KEYS = ("eval", "progress", "torch_threads", "device", "cache_dir", "resume")
 
 
-def _without_default_eps_prior(image: dict) -> dict:
-    """``model.image`` without the ε-prior keys where they change nothing a model held before the options: no
-    mixture (0 components; then ``eps_prior_given`` is moot), or a mixture per x."""
+def _without_default_image_options(image: dict) -> dict:
+    """``model.image`` without the keys added later where they change nothing a model held before them: the
+    ε-prior keys for no mixture (0 components; then ``eps_prior_given`` is moot) or a mixture per x, and
+    ``eps_film`` for the plain decoder (``none``)."""
     components = image.get("eps_prior_components", 0)
     drop = ("eps_prior_components", "eps_prior_given") if not components else (
         ("eps_prior_given",) if image.get("eps_prior_given", "x") == "x" else ())
+    if image.get("eps_film", "none") == "none":
+        drop += ("eps_film",)
     return {k: v for k, v in image.items() if k not in drop}
 
 
@@ -106,10 +109,7 @@ def _dataset_spec(cfg: DictConfig) -> dict:
 
 def _image_spec(image) -> dict:
     """The image networks' part of a cache key: channels and size are the dataset's (checked at start-up)."""
-    spec = {k: v for k, v in _without_default_eps_prior(_plain(image)).items() if k not in ("channels", "size")}
-    if spec.get("eps_film", "none") == "none":  # the plain decoder keeps the keys of the models cached before it
-        spec.pop("eps_film", None)
-    return spec
+    return {k: v for k, v in _without_default_image_options(_plain(image)).items() if k not in ("channels", "size")}
 
 
 def fit_fingerprint(cfg: DictConfig) -> dict:
@@ -119,8 +119,8 @@ def fit_fingerprint(cfg: DictConfig) -> dict:
     plain["dataset"] = {k: v for k, v in plain["dataset"].items() if k != "image_epochs"}
     plain["model"] = {k: v for k, v in plain["model"].items() if k != "cli"}  # which functions run it, not the fit
     image = plain["model"].get("image")
-    if isinstance(image, dict):  # states written before the options: no mixture, or one per x
-        plain["model"]["image"] = _without_default_eps_prior(image)
+    if isinstance(image, dict):  # states written before the options: no mixture or one per x, the plain decoder
+        plain["model"]["image"] = _without_default_image_options(image)
     # sweep and member_epochs determine only a shared-sweep fit (a training state written before they existed
     # still resumes an independent one)
     drop = ("checkpoint_every",) + (() if plain["inference"].get("sweep") == "shared" else ("sweep", "member_epochs"))

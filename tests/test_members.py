@@ -120,7 +120,7 @@ def test_the_eps_mixture_enters_the_image_key_only_when_asked_for(tmp_path):
 def test_eps_film_enters_the_image_key_only_when_not_none(tmp_path):
     from omegaconf import open_dict
 
-    from cauvade_pyro.members import image_model_key
+    from cauvade_pyro.members import fit_fingerprint, image_model_key
 
     with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
         def cfg(*extra):
@@ -130,6 +130,8 @@ def test_eps_film_enters_the_image_key_only_when_not_none(tmp_path):
     with open_dict(before_the_option):
         del before_the_option.model.image["eps_film"]
     assert image_model_key(plain) == image_model_key(before_the_option) != image_model_key(last)
+    # training states written before the option still resume
+    assert fit_fingerprint(plain) == fit_fingerprint(before_the_option) != fit_fingerprint(last)
 
 
 def test_a_changed_scm_never_reuses_a_cached_image_model_or_cvae(tmp_path):
