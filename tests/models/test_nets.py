@@ -56,3 +56,60 @@ def test_eps_film_needs_the_conv_decoder():
         make_decoder("mlp", cond_dim=5, eps_dim=3, channels=3, eps_film="last")
     with pytest.raises(ValueError, match="eps_film must be one of"):
         make_decoder("conv", cond_dim=5, eps_dim=3, channels=3, eps_film="all")
+
+
+def test_colour_dims_split_eps_between_the_stem_and_the_colour_layer():
+    """colour_dims = k: the last k entries of ε reach only the ε-only FiLM of the last layer, the others only the
+    stem. With that FiLM's weights at their zero start, the colour entries change nothing; with the stem's ε
+    weights zeroed instead, only the colour entries do."""
+    torch.manual_seed(0)
+    decoder = make_decoder("conv", cond_dim=5, eps_dim=4, channels=3, eps_film="last", colour_dims=1)
+    assert decoder.stem.in_features == 5 + 3 and decoder.embed[0].in_features == 1
+    cond, eps = torch.eye(5)[:2], torch.randn(2, 4)
+    colour_moved, stem_moved = eps.clone(), eps.clone()
+    colour_moved[:, 3] += 1.0
+    stem_moved[:, 0] += 1.0
+    for p in decoder.film2.parameters():
+        torch.nn.init.zeros_(p)
+    assert torch.equal(decoder(cond, eps), decoder(cond, colour_moved))  # the colour layer is the only way in
+    assert not torch.allclose(decoder(cond, eps), decoder(cond, stem_moved))
+    for p in list(decoder.embed.parameters()) + list(decoder.film2.parameters()):
+        torch.nn.init.normal_(p, std=0.5)
+    with torch.no_grad():
+        decoder.stem.weight[:, 5:] = 0
+    assert torch.equal(decoder(cond, eps), decoder(cond, stem_moved))  # the stem is the shape entries' only way in
+    assert not torch.allclose(decoder(cond, eps), decoder(cond, colour_moved))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eps_film": "none", "colour_dims": 1}, "colour_dims=1 needs eps_film='last'"),
+    ({"eps_film": "last", "colour_dims": 4}, "0 < colour_dims < eps_dim=4"),
+])
+def test_colour_dims_need_the_eps_only_film_and_a_stem_share(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_decoder("conv", cond_dim=5, eps_dim=4, channels=3, **kwargs)
+
+
+def test_colour_kl_weight_weighs_only_the_colour_entries_of_the_eps_term():
+    """The loss with β on the shape entries and β_c on the colour entries, against a hand sum from one traced ε:
+    −log p(image | ε) + Σ_d β_d [log q(ε_d) − log N(ε_d; 0, 1)]."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro import poutine
+
+    torch.manual_seed(0)
+    model = ConditionalImageModel(2, 3, (3, 28, 28), eps_dim=4, eps_film="last", colour_eps_dim=2, kl_weight=8.0,
+                                  colour_kl_weight=0.5)
+    data = {"x": torch.tensor([0, 1, 1]), "y": torch.tensor([2, 0, 1]), "image": torch.rand(3, 3, 28, 28)}
+    pyro.clear_param_store()
+    guide_trace = poutine.trace(model.guide).get_trace(data)
+    model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(data)
+    loss = GammaEntropyELBO().differentiable_loss(poutine.replay(model.model, trace=guide_trace),
+                                                  poutine.replay(model.guide, trace=guide_trace), data)
+    eps = guide_trace.nodes["eps"]["value"]
+    loc, scale = model.encode(data["image"], data["x"], data["y"])
+    per_entry = dist.Normal(loc, scale).log_prob(eps) - dist.Normal(0.0, 1.0).log_prob(eps)
+    beta = torch.tensor([8.0, 8.0, 0.5, 0.5])
+    image_log_lik = model_trace.nodes["image"]["fn"].log_prob(data["image"]).sum()
+    expected = -image_log_lik + (per_entry * beta).sum()
+    assert torch.allclose(loss, expected, rtol=1e-5)
