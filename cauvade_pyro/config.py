@@ -131,21 +131,6 @@ def check_image(cfg: DictConfig) -> None:
         raise ConfigError(f"model.image.eps_film must be one of {IMAGE_EPS_FILM}, got {eps_film!r}")
     if eps_film != "none" and image.net != "conv":
         raise ConfigError(f"model.image.eps_film={eps_film} needs model.image.net=conv, got {image.net!r}")
-    colour = image.get("colour_eps_dim", 0)
-    if isinstance(colour, bool) or not isinstance(colour, int) or colour < 0:
-        raise ConfigError(f"model.image.colour_eps_dim must be an integer >= 0, got {colour!r}")
-    if colour and eps_film != "last":
-        raise ConfigError(f"model.image.colour_eps_dim={colour} needs model.image.eps_film=last, got {eps_film!r}")
-    if colour and colour >= number(cfg, "model.image.eps_dim"):
-        raise ConfigError(f"model.image.colour_eps_dim must be below model.image.eps_dim={image.eps_dim} (the stem "
-                          f"keeps the rest), got {colour}")
-    colour_kl = image.get("colour_kl_weight")
-    if colour_kl is not None and (isinstance(colour_kl, bool) or not isinstance(colour_kl, (int, float))
-                                  or not colour_kl > 0):
-        raise ConfigError(f"model.image.colour_kl_weight must be a number > 0 or null, got {colour_kl!r}")
-    if colour_kl is not None and not colour:
-        raise ConfigError("model.image.colour_kl_weight weighs the colour entries of ε: it needs "
-                          "model.image.colour_eps_dim > 0")
     if image.likelihood not in LIKELIHOODS:
         raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
     channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]

@@ -91,16 +91,13 @@ RUNTIME_KEYS = ("eval", "progress", "torch_threads", "device", "cache_dir", "res
 
 def _without_default_image_options(image: dict) -> dict:
     """``model.image`` without the keys added later where they change nothing a model held before them: the
-    ε-prior keys for no mixture (0 components; then ``eps_prior_given`` is moot) or a mixture per x,
-    ``eps_film`` for the plain decoder (``none``), and the colour-ε keys when no entry of ε is split off
-    (``colour_eps_dim`` 0; then ``colour_kl_weight`` is moot)."""
+    ε-prior keys for no mixture (0 components; then ``eps_prior_given`` is moot) or a mixture per x, and
+    ``eps_film`` for the plain decoder (``none``)."""
     components = image.get("eps_prior_components", 0)
     drop = ("eps_prior_components", "eps_prior_given") if not components else (
         ("eps_prior_given",) if image.get("eps_prior_given", "x") == "x" else ())
     if image.get("eps_film", "none") == "none":
         drop += ("eps_film",)
-    if not image.get("colour_eps_dim", 0):
-        drop += ("colour_eps_dim", "colour_kl_weight")
     return {k: v for k, v in image.items() if k not in drop}
 
 
@@ -155,8 +152,6 @@ def build_image_model(cfg: DictConfig, num_x: int, num_y: int, image_shape) -> C
         eps_prior_components=int(image.get("eps_prior_components", 0)),
         eps_prior_given=str(image.get("eps_prior_given", "x")),
         eps_film=str(image.get("eps_film", "none")),
-        colour_eps_dim=int(image.get("colour_eps_dim", 0)),
-        colour_kl_weight=None if image.get("colour_kl_weight") is None else float(image.colour_kl_weight),
     )
 
 

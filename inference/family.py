@@ -38,21 +38,19 @@ def fit_image_model(
 ) -> list[float]:
     """Train the shared p(image | x, y) on ``data`` (keys ``x``, ``y``, ``image``).
 
-    ``kl_warmup_epochs`` > 0 ramps β on KL(q(ε) ‖ N(0, I)) linearly from 0 to the model's ``kl_weight`` (and
-    β_c to its ``colour_kl_weight``) over that many epochs (then holds it): with the KL free at first, the encoder
-    puts what the conditions do not fix (position, size, the hue inside its bin) into ε before the KL can close ε
-    down.
+    ``kl_warmup_epochs`` > 0 ramps β on KL(q(ε) ‖ N(0, I)) linearly from 0 to the model's ``kl_weight`` over
+    that many epochs (then holds it): with the KL free at first, the encoder puts what the conditions do not
+    fix (position, size, the hue inside its bin) into ε before the KL can close ε down.
     ``resume`` passes ``checkpoint_path``, ``checkpoint_every``, ``resume_from``, ``fingerprint`` and ``hint``
     on to :func:`~cauvade_pyro.inference.train.fit_svi`.
     """
     if not kl_warmup_epochs >= 0:
         raise ValueError(f"kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}")
-    weights = image_model.kl_weight, image_model.colour_kl_weight
+    kl_weight = image_model.kl_weight
 
     def schedule(step: int, total: int) -> None:
         warmup_steps = kl_warmup_epochs * total / (epochs or 1)  # fit_svi's total is epochs × batches per epoch
-        ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-        image_model.kl_weight, image_model.colour_kl_weight = (w * ramp for w in weights)
+        image_model.kl_weight = kl_weight * min(1.0, (step + 1) / warmup_steps) if warmup_steps else kl_weight
 
     try:
         return fit_member(
@@ -61,7 +59,7 @@ def fit_image_model(
             progress=progress, desc="image model", before_step=schedule, **resume,
         )
     finally:
-        image_model.kl_weight, image_model.colour_kl_weight = weights
+        image_model.kl_weight = kl_weight
 
 
 def fit_attribute_member(
@@ -106,8 +104,7 @@ def heldout_image_elbo(
     image_model: ConditionalImageModel, data: Mapping[str, torch.Tensor], batch_size: int = 512
 ) -> float:
     """Mean held-out ELBO of log p(image | x, y) per image, at β = 1 (one ε draw per image)."""
-    weights = image_model.kl_weight, image_model.colour_kl_weight
-    image_model.kl_weight = image_model.colour_kl_weight = 1.0
+    kl_weight, image_model.kl_weight = image_model.kl_weight, 1.0
     try:
         total, count = 0.0, len(data["x"])
         for start in range(0, count, batch_size):
@@ -115,4 +112,4 @@ def heldout_image_elbo(
             total -= Trace_ELBO().loss(image_model.model, image_model.guide, batch)
         return total / count
     finally:
-        image_model.kl_weight, image_model.colour_kl_weight = weights
+        image_model.kl_weight = kl_weight

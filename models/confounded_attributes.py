@@ -37,7 +37,6 @@ from pyro import poutine
 from torch import nn
 from torch.nn.functional import one_hot
 
-from .kl_weights import DimensionScaled
 from .nets import (
     GaussianHead,
     concat_vectors,
@@ -172,10 +171,6 @@ class ConditionalImageModel(nn.Module):
     ``eps_film="last"`` lets an embedding of ε also drive the decoder's last FiLM layer, the one next to the
     pixels (conv decoder only): ε can then scale a colour channel against the grey level per image, which an ε that
     enters at the stem only cannot do, and the encoder learns to carry the within-bin hue (docs/images.md).
-    ``colour_eps_dim`` = k > 0 (with ``eps_film="last"``) splits ε: its last k entries drive only that layer, the
-    others only the stem, and the KL term of the k colour entries is weighted by ``colour_kl_weight`` (β_c, default
-    β) instead of β (:mod:`.kl_weights`): a large β keeps the shape entries from carrying what x and y should
-    decide, while a small β_c leaves the colour entries room for the hue. ε keeps its size ``eps_dim`` (k included).
 
     ``eps_prior_components`` = M > 0 keeps room for an ex-post prior of ε: after training,
     :func:`cauvade_pyro.inference.fit_eps_prior` replaces N(0, I) by a mixture of M full-covariance Gaussians
@@ -203,8 +198,6 @@ class ConditionalImageModel(nn.Module):
         eps_prior_components: int = 0,
         eps_prior_given: str = "x",
         eps_film: str = "none",
-        colour_eps_dim: int = 0,
-        colour_kl_weight: float | None = None,
     ):
         super().__init__()
         if likelihood not in IMAGE_LIKELIHOODS:
@@ -215,11 +208,8 @@ class ConditionalImageModel(nn.Module):
         self.image_shape = tuple(image_shape)
         self.likelihood = likelihood
         self.kl_weight = float(kl_weight)
-        self.colour_eps_dim = int(colour_eps_dim)
-        self.colour_kl_weight = self.kl_weight if colour_kl_weight is None else float(colour_kl_weight)
         channels = image_shape[0]
-        self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood), eps_film,
-                                    colour_dims=self.colour_eps_dim)
+        self.decoder = make_decoder(net, num_x + num_y, eps_dim, channels * likelihood_params(likelihood), eps_film)
         self.encoder = make_encoder(net, channels)
         self.head = GaussianHead(self.encoder.out_dim + num_x + num_y, eps_dim)
         self.reset_eps_prior(eps_prior_components, eps_prior_given)
@@ -274,9 +264,8 @@ class ConditionalImageModel(nn.Module):
     def sample_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         """The sites ε and image; call inside the data plate."""
         register_params("image_model", self, ("decoder",), own=True)  # the guide registers encoder and head
-        law, scale = self._kl_weighted(self.eps_prior(x, y))
-        with poutine.scale(scale=scale):
-            eps = pyro.sample("eps", law)
+        with poutine.scale(scale=self.kl_weight):
+            eps = pyro.sample("eps", self.eps_prior(x, y))
         logits = self.decoder(self.condition(x, y), eps)
         if image is None:
             pyro.deterministic("image_mean", self.image_mean(logits), event_dim=3)
@@ -289,18 +278,8 @@ class ConditionalImageModel(nn.Module):
     def guide_image(self, x: torch.Tensor, y: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         register_params("image_model", self, ("encoder", "head"))
         loc, scale = self.encode(image, x, y)
-        law, weight = self._kl_weighted(dist.Normal(loc, scale).to_event(1))
-        with poutine.scale(scale=weight):
-            return pyro.sample("eps", law)
-
-    def _kl_weighted(self, law: dist.Distribution) -> tuple[dist.Distribution, float]:
-        """ε's law in model or guide and the site's scale: one β for every entry (the site scaled by β), or, when the
-        colour entries' β_c differs, a weight per entry inside the law (the site unscaled)."""
-        if not self.colour_eps_dim or self.colour_kl_weight == self.kl_weight:
-            return law, self.kl_weight
-        weights = self.head.net[0].weight.new_full((self.eps_dim,), self.kl_weight)
-        weights[-self.colour_eps_dim :] = self.colour_kl_weight
-        return DimensionScaled(law, weights), 1.0
+        with poutine.scale(scale=self.kl_weight):
+            return pyro.sample("eps", dist.Normal(loc, scale).to_event(1))
 
     def model(self, data: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None):
         """The image-level Pyro program p(ε) p(image | x, y, ε), with x and y given."""

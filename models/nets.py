@@ -183,27 +183,19 @@ class ConvDecoder(nn.Module):
     """FiLM-conditioned transposed-conv decoder: (cond, eps) → image logits (C, 28, 28)."""
 
     def __init__(self, cond_dim: int, eps_dim: int, channels: int = 3, hidden: int = 64, film: bool = True,
-                 eps_film: str = "none", colour_gain: bool = False, embed_cond: bool = True, colour_dims: int = 0):
+                 eps_film: str = "none", colour_gain: bool = False, embed_cond: bool = True):
         super().__init__()
         if eps_film not in EPS_FILM:
             raise ValueError(f"eps_film must be one of {EPS_FILM}, got {eps_film!r}")
-        if colour_dims and (eps_film == "none" or embed_cond or not 0 < colour_dims < eps_dim):
-            raise ValueError(f"colour_dims={colour_dims} needs an ε-only FiLM (eps_film != 'none', embed_cond=False) "
-                             f"and 0 < colour_dims < eps_dim={eps_dim}")
         self.channels, self.hidden, self.film, self.eps_film = channels, hidden, film, eps_film
-        # colour_dims > 0: the last colour_dims entries of ε drive only the ε-only FiLM and the rest only the stem,
-        # so a separate KL weight on the former prices the colour apart from the shape (the image model's
-        # colour_eps_dim option); 0: every entry reaches both
-        self.colour_dims = colour_dims
-        self.stem = nn.Linear(cond_dim + eps_dim - colour_dims, hidden * 7 * 7)
+        self.stem = nn.Linear(cond_dim + eps_dim, hidden * 7 * 7)
         # eps_film: FiLM layers also driven by an embedding of ε (embed_cond: of (cond, ε)), so ε can modulate the
         # features, e.g. the image's colour, per image; "none" builds exactly the plain decoder. Through the stem
         # alone ε can only add to the features, which cannot scale a colour channel against the grey level
         rich_dim = cond_dim
         self.embed_cond = embed_cond
         if eps_film != "none":
-            embed_in = (cond_dim if embed_cond else 0) + (colour_dims or eps_dim)
-            self.embed = nn.Sequential(nn.Linear(embed_in, EMBED_DIM), nn.SiLU())
+            self.embed = nn.Sequential(nn.Linear((cond_dim if embed_cond else 0) + eps_dim, EMBED_DIM), nn.SiLU())
             rich_dim = cond_dim + EMBED_DIM
         self.film0 = FiLM(rich_dim if eps_film == "all" else cond_dim, hidden)
         self.up1 = nn.ConvTranspose2d(hidden, hidden // 2, 4, stride=2, padding=1)  # 7 → 14
@@ -225,15 +217,11 @@ class ConvDecoder(nn.Module):
     def forward(self, cond: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         cond, eps = broadcast_vectors(cond, eps)
         (cond, eps), batch_shape = _flatten_pair(cond, eps)
-        if self.colour_dims:
-            eps, eps_colour = eps[..., : -self.colour_dims], eps[..., -self.colour_dims :]
-        else:
-            eps_colour = eps
         h = self.stem(torch.cat([cond, eps], -1)).view(-1, self.hidden, 7, 7)
         if self.eps_film == "none":
             rich = cond
         else:
-            rich = torch.cat([cond, self.embed(torch.cat([cond, eps], -1) if self.embed_cond else eps_colour)], -1)
+            rich = torch.cat([cond, self.embed(torch.cat([cond, eps], -1) if self.embed_cond else eps)], -1)
         early = rich if self.eps_film == "all" else cond
         h = self.act(self._modulate(self.film0, h, early))
         h = self.act(self._modulate(self.film1, self.up1(h), early))
@@ -345,22 +333,17 @@ def make_encoder(kind: str, channels: int, out_dim: int = 256) -> nn.Module:
     return ENCODERS[kind](channels=channels, out_dim=out_dim)
 
 
-def make_decoder(kind: str, cond_dim: int, eps_dim: int, channels: int, eps_film: str = "none",
-                 colour_dims: int = 0) -> nn.Module:
+def make_decoder(kind: str, cond_dim: int, eps_dim: int, channels: int, eps_film: str = "none") -> nn.Module:
     """``conv`` or ``mlp`` (both FiLM-conditioned), or ``conv_concat`` (conditions at the input only; an ablation).
 
     ``eps_film="last"`` (conv only): an embedding of ε alone also drives the last FiLM layer (the image model's
-    ``eps_film`` option). ``colour_dims`` > 0 (with ``eps_film="last"``): only the last ``colour_dims`` entries of
-    ε drive that layer, and only the others the stem (the image model's ``colour_eps_dim`` option)."""
+    ``eps_film`` option)."""
     if eps_film not in IMAGE_EPS_FILM:
         raise ValueError(f"eps_film must be one of {IMAGE_EPS_FILM}, got {eps_film!r}")
-    if colour_dims and eps_film == "none":
-        raise ValueError(f"colour_dims={colour_dims} needs eps_film='last'")
     if eps_film != "none":
         if kind != "conv":
             raise ValueError(f"eps_film={eps_film!r} needs the conv decoder, got {kind!r}")
-        return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, eps_film=eps_film, embed_cond=False,
-                           colour_dims=colour_dims)
+        return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, eps_film=eps_film, embed_cond=False)
     if kind == "conv_concat":
         return ConvDecoder(cond_dim=cond_dim, eps_dim=eps_dim, channels=channels, film=False)
     if kind == "conv_gain":

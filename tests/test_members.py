@@ -134,26 +134,6 @@ def test_eps_film_enters_the_image_key_only_when_not_none(tmp_path):
     assert fit_fingerprint(plain) == fit_fingerprint(before_the_option) != fit_fingerprint(last)
 
 
-def test_colour_eps_keys_enter_the_image_key_only_when_eps_is_split(tmp_path):
-    from omegaconf import open_dict
-
-    from cauvade_pyro.members import fit_fingerprint, image_model_key
-
-    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
-        def cfg(*extra):
-            return compose(config_name="config",
-                           overrides=[*IMAGE_TINY, f"cache_dir={tmp_path}", "model.image.eps_film=last", *extra])
-
-        last, before_the_option = cfg(), cfg()
-        split, split_low = cfg("model.image.colour_eps_dim=1"), cfg("model.image.colour_eps_dim=1",
-                                                                     "model.image.colour_kl_weight=0.5")
-    with open_dict(before_the_option):
-        del before_the_option.model.image["colour_eps_dim"], before_the_option.model.image["colour_kl_weight"]
-    assert image_model_key(last) == image_model_key(before_the_option)
-    assert fit_fingerprint(last) == fit_fingerprint(before_the_option)
-    assert len({image_model_key(last), image_model_key(split), image_model_key(split_low)}) == 3
-
-
 def test_a_changed_scm_never_reuses_a_cached_image_model_or_cvae(tmp_path):
     from cauvade_pyro.datasets import ConfoundedColourSCM
     from cauvade_pyro.members import shared_image_model

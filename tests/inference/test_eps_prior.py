@@ -172,17 +172,3 @@ def test_a_mixture_per_cell_keeps_what_the_codes_of_each_y_hold():
     assert spread.min() < 1.0 and spread.max() > 5.0
     with pytest.raises(ValueError, match="eps_prior_given must be one of"):
         model.reset_eps_prior(1, "y")
-
-
-def test_a_split_eps_with_its_own_colour_kl_weight_samples_from_the_fitted_mixture():
-    """colour_eps_dim with a colour KL weight of its own wraps ε's law per entry; after the mixture is fitted the
-    program still draws from it (the mixture has no reparameterised sample), and the held-out ELBO at β = 1 is
-    unweighted."""
-    torch.manual_seed(0)
-    model = ConditionalImageModel(2, 3, (3, 28, 28), net="conv", eps_dim=3, eps_film="last", colour_eps_dim=1,
-                                  kl_weight=8.0, colour_kl_weight=0.5, eps_prior_components=2).eval()
-    fit_eps_prior(model, data(60), seed=0)
-    batch = {"x": torch.tensor([0, 1]), "y": torch.tensor([2, 0])}
-    trace = poutine.trace(model.model).get_trace(batch, num_samples=2)
-    assert trace.nodes["eps"]["value"].shape == (2, 3)
-    assert torch.isfinite(trace.nodes["image_mean"]["value"]).all()
