@@ -10,6 +10,7 @@ from .counts import (
     fit_directed_member,
     mean_nll,
     oracle_mixture,
+    table_mixture,
 )
 from .elbo import GammaEntropyELBO
 from .eps_prior import fit_eps_prior
@@ -49,6 +50,7 @@ __all__ = [
     "fit_directed_member",
     "mean_nll",
     "oracle_mixture",
+    "table_mixture",
     "fit_diagram",
     "fit_member",
     "fit_attribute_member",

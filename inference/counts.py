@@ -63,6 +63,7 @@ __all__ = [
     "fit_directed_member",
     "mean_nll",
     "oracle_mixture",
+    "table_mixture",
 ]
 
 
@@ -291,9 +292,30 @@ def oracle_mixture(
     if counts.numel() != num_u * num_x * num_y:
         raise ValueError("u, x, y: values outside their ranges")
     counts = counts.view(num_u, num_x, num_y).to(torch.get_default_dtype()).cpu() + pseudo_count
-    mixture = AttributeMixture(num_u, num_x, num_y, y_given_xc="table")
+    return table_mixture(counts.sum((1, 2)), counts.sum(2), counts)
+
+
+def table_mixture(p_c: torch.Tensor, p_x_given_c: torch.Tensor, p_y_given_cx: torch.Tensor) -> AttributeMixture:
+    """The table mixture with the given tables, π = ``p_c`` (K,), p(x | c) = ``p_x_given_c`` (K, |X|) and
+    p(y | x, c) = ``p_y_given_cx`` (K, |X|, |Y|), laid out [c, x, y]; unnormalised non-negative weights are
+    normalised. With a data set's true tables it is the true attribute level (the benchmark's oracle, which
+    isolates the image model), whose do(x) is exactly Σ_c π_c p(y | x, c).
+
+    >>> m = table_mixture(torch.tensor([0.5, 0.5]), torch.tensor([[0.9, 0.1], [0.2, 0.8]]),
+    ...                   torch.tensor([[[0.7, 0.3], [0.4, 0.6]], [[0.1, 0.9], [0.2, 0.8]]]))
+    >>> [round(p, 3) for p in m.interventional_y()[1].tolist()]  # ½ (0.4, 0.6) + ½ (0.2, 0.8)
+    [0.3, 0.7]
+    """
+    p_c, p_x, p_y = (torch.as_tensor(t, dtype=torch.get_default_dtype()).cpu() for t in (p_c, p_x_given_c, p_y_given_cx))
+    k = p_c.shape[0] if p_c.dim() == 1 else -1
+    if k < 1 or p_x.dim() != 2 or p_x.shape[0] != k or p_y.shape != (k, p_x.shape[1], p_y.shape[-1]):
+        raise ValueError(f"tables: expected p_c (K,), p_x_given_c (K, X), p_y_given_cx (K, X, Y), got shapes "
+                         f"{tuple(p_c.shape)}, {tuple(p_x.shape)}, {tuple(p_y.shape)}")
+    if min(float(t.min()) for t in (p_c, p_x, p_y)) < 0:
+        raise ValueError("tables: probabilities must be non-negative")
+    mixture = AttributeMixture(k, p_x.shape[1], p_y.shape[2], y_given_xc="table")
     with torch.no_grad():
-        mixture.pi_logits.copy_(counts.sum((1, 2)).log())
-        mixture.x_logits.copy_(counts.sum(2).log())
-        mixture.y_table.copy_(counts.log())
+        mixture.pi_logits.copy_(p_c.log())
+        mixture.x_logits.copy_(p_x.log())
+        mixture.y_table.copy_(p_y.log())
     return mixture

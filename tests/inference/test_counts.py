@@ -2,6 +2,7 @@
 
 import copy
 
+import pyro
 import pytest
 import torch
 
@@ -140,3 +141,19 @@ def test_vectorised_family_needs_one_gamma_and_seed_per_member():
 
     with pytest.raises(ValueError, match="one γ and one seed per mixture"):
         fit_attribute_family_counts([AttributeMixture(2, 2, 2)], torch.ones(2, 2), gammas=[0.0, 1.0], seeds=[0])
+
+
+def test_table_mixture_of_the_true_tables_intervenes_as_the_scm():
+    """do(x) of the mixture built from a data set's own tables is the SCM's P(y | do(x)), exactly and in draws."""
+    from cauvade_pyro.datasets import ConfoundedColourSCM
+    from cauvade_pyro.inference import intervene, table_mixture
+
+    scm = ConfoundedColourSCM.make(num_classes=2, confounding=0.8)  # 3 values of u, 2 of x
+    mixture = table_mixture(scm.p_u, scm.p_x_given_u, scm.p_y_given_xu.transpose(0, 1))
+    assert torch.allclose(mixture.interventional_y().double(), scm.interventional_y().double(), atol=1e-6)
+    pyro.set_rng_seed(0)
+    draws = intervene(mixture.model, {"x": 1}, num_samples=20000)["y"]
+    frequencies = torch.bincount(draws, minlength=scm.p_y_given_xu.shape[-1]).double() / 20000
+    assert torch.allclose(frequencies, scm.interventional_y()[1].double(), atol=0.015)
+    with pytest.raises(ValueError, match="p_y_given_cx"):
+        table_mixture(scm.p_u, scm.p_x_given_u, scm.p_y_given_xu)  # laid out [x, u, y], not [c, x, y]
