@@ -311,11 +311,13 @@ def table_mixture(p_c: torch.Tensor, p_x_given_c: torch.Tensor, p_y_given_cx: to
     if k < 1 or p_x.dim() != 2 or p_x.shape[0] != k or p_y.shape != (k, p_x.shape[1], p_y.shape[-1]):
         raise ValueError(f"tables: expected p_c (K,), p_x_given_c (K, X), p_y_given_cx (K, X, Y), got shapes "
                          f"{tuple(p_c.shape)}, {tuple(p_x.shape)}, {tuple(p_y.shape)}")
-    if min(float(t.min()) for t in (p_c, p_x, p_y)) < 0:
-        raise ValueError("tables: probabilities must be non-negative")
+    if not all(bool(torch.isfinite(t).all()) and float(t.min()) >= 0 for t in (p_c, p_x, p_y)):
+        raise ValueError("tables: probabilities must be finite and non-negative")
     mixture = AttributeMixture(k, p_x.shape[1], p_y.shape[2], y_given_xc="table")
+    # a zero probability becomes a very negative logit, not −inf, which would make the posterior entropy NaN
+    tiny = torch.finfo(p_c.dtype).tiny
     with torch.no_grad():
-        mixture.pi_logits.copy_(p_c.log())
-        mixture.x_logits.copy_(p_x.log())
-        mixture.y_table.copy_(p_y.log())
+        mixture.pi_logits.copy_(p_c.clamp_min(tiny).log())
+        mixture.x_logits.copy_(p_x.clamp_min(tiny).log())
+        mixture.y_table.copy_(p_y.clamp_min(tiny).log())
     return mixture

@@ -68,7 +68,7 @@ def test_quick_oracle_is_the_true_attribute_level(quick_result):
     fitted with U observed is reported beside it, off by its estimation error."""
     _, result = quick_result
     truth = np.asarray(result["truth"]["p_do"])
-    assert np.asarray(result["baselines"]["oracle"]["p_do"]) == pytest.approx(truth, abs=1e-5)
+    assert np.asarray(result["baselines"]["oracle"]["p_do"]) == pytest.approx(truth, abs=2e-5)  # both rounded to 5 decimals
     assert max(result["baselines"]["oracle"]["w1_model_to_truth"]) < 1e-4
     assert np.abs(np.asarray(result["baselines"]["oracle_fitted"]["p_do"]) - truth).max() > 1e-4
 

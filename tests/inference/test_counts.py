@@ -157,3 +157,18 @@ def test_table_mixture_of_the_true_tables_intervenes_as_the_scm():
     assert torch.allclose(frequencies, scm.interventional_y()[1].double(), atol=0.015)
     with pytest.raises(ValueError, match="p_y_given_cx"):
         table_mixture(scm.p_u, scm.p_x_given_u, scm.p_y_given_xu)  # laid out [x, u, y], not [c, x, y]
+
+
+def test_table_mixture_with_zero_probabilities_stays_finite():
+    """A table with zeros (confounding = 1 makes some P(x | u) zero) keeps do(x) exact and the entropy finite."""
+    from cauvade_pyro.datasets import ConfoundedColourSCM
+    from cauvade_pyro.inference import table_mixture
+    from cauvade_pyro.inference.counts import cell_posterior_entropy
+
+    scm = ConfoundedColourSCM.make(num_classes=2, confounding=1.0)
+    assert (scm.p_x_given_u == 0).any()
+    mixture = table_mixture(scm.p_u, scm.p_x_given_u, scm.p_y_given_xu.transpose(0, 1))
+    assert torch.allclose(mixture.interventional_y().double(), scm.interventional_y().double(), atol=1e-6)
+    assert torch.isfinite(cell_posterior_entropy(mixture)).all()
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        table_mixture(scm.p_u, scm.p_x_given_u, -scm.p_y_given_xu.transpose(0, 1))
