@@ -1,0 +1,108 @@
+r"""How close can one member of the attribute-level family come to the true P(y | do(x))?
+
+    python -m benchmarks.family_reach                                        # shapes
+    python -m benchmarks.family_reach dataset=fashion_mnist dataset.x_form=classes dataset.seed=1 model.y_given_xc=table
+
+The quality benchmark picks one member on validation images and scores it on test images; that member's FID can
+be no better than the attribute level lets it be. This diagnostic fits the CLI's family of the attribute level
+(``inference.sweep=family``: :func:`~cauvade_pyro.inference.fit_family` with the ``inference.family`` options, on
+the training (x, y) of the data set, no image model) and reports, against the data set's truth,
+
+- per x, the circular W1 of the observational answer P(y | x) and of the closest member;
+- the member closest on average over x (one member for every x, as a selected member must be), per x;
+- coverage of the true cells by the family's range and its span of the sharp bounds (clipped per cell).
+
+It is chosen knowing the truth, so it is an upper limit on what any selection can find, not a result of the family.
+Writes ``benchmarks/results/family_reach_<dataset>.json`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.provenance import git_sha
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.family_reach", description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the fit config, e.g. dataset=fashion_mnist")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/family_reach_<name>.json)")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_args(argv)
+
+
+def reach(cfg) -> dict:
+    """Fit the attribute-level family of ``cfg``'s data set and score its members against the truth."""
+    import torch
+
+    from cauvade_pyro.diagrams.options import family_options
+    from cauvade_pyro.fit import build_dataset
+    from cauvade_pyro.inference import fit_family, seed_everything
+    from cauvade_pyro.members import build_attributes
+    from cauvade_pyro.metrics import bow_graph_bounds, circular_w1
+    from cauvade_pyro.metrics.family import coverage, span
+
+    dataset = build_dataset(cfg)
+    scm = dataset.scm
+    truth, observational = scm.interventional_y().double(), scm.observational_y_given_x().double()
+    positions = scm.bin_centres()
+    lower, upper = bow_graph_bounds(scm.joint_xy())
+    attributes = build_attributes(cfg, dataset.num_classes, dataset.num_hue_bins)
+    seed_everything(int(cfg.seed))
+    train = {k: dataset.train[k] for k in ("x", "y")}
+    family = fit_family(attributes.model, train, seed=int(cfg.seed), progress=False, **family_options(cfg))
+    num_x = dataset.num_classes
+    w1 = torch.tensor([[circular_w1(m.p_do[x].double(), truth[x], positions) for x in range(num_x)] for m in family])
+    closest = int(w1.mean(1).argmin())
+    low, high = family.range()
+    return {
+        "members": len(family), "dropped": family.dropped, "kinds": [m.kind for m in family],
+        "w1_observational_per_x": [round(circular_w1(observational[x], truth[x], positions), 4) for x in range(num_x)],
+        "w1_closest_member_per_x": [round(float(v), 4) for v in w1.min(0).values],
+        "closest_on_average": {"kind": family[closest].kind, "w1_per_x": [round(float(v), 4) for v in w1[closest]],
+                               "w1_mean": round(float(w1[closest].mean()), 4)},
+        "coverage": round(coverage(truth.float(), low, high, atol=1e-6).share, 4),
+        "span": round(span(low, high, lower, upper).clipped_mean, 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+    from hydra import compose, initialize_config_module
+
+    from cauvade_pyro.config import ConfigError, check_overrides, validate_config
+
+    torch.set_num_threads(args.threads)
+    try:
+        check_overrides(list(args.overrides))
+        with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=args.overrides)
+        validate_config(cfg)
+    except ConfigError as error:
+        print(f"benchmarks.family_reach: {error}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    result = {"command": "python -m benchmarks.family_reach " + " ".join(sys.argv[1:] if argv is None else argv),
+              "git_sha": git_sha(), "overrides": list(args.overrides), "dataset": cfg.dataset.name,
+              "x_form": cfg.dataset.get("x_form"), "y_given_xc": cfg.model.y_given_xc, "K": int(cfg.model.K),
+              "tau": float(cfg.inference.family.tau), **reach(cfg)}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    name = cfg.dataset.name + ("_classes" if cfg.dataset.get("x_form") == "classes" else "")
+    out = args.out or RESULTS / f"family_reach_{name}_{cfg.model.y_given_xc}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"benchmarks.family_reach: {result['members']} members; W1 to the truth per x, observational "
+          f"{result['w1_observational_per_x']}, closest member {result['w1_closest_member_per_x']}, closest on "
+          f"average {result['closest_on_average']['w1_per_x']} → {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
