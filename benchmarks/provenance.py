@@ -9,11 +9,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def git_sha() -> str | None:
-    """HEAD's sha, with ``-dirty`` when tracked files differ from it; None outside a git checkout."""
+    """HEAD's sha, with ``-dirty`` when tracked files other than ``benchmarks/results/`` differ from it; None
+    outside a git checkout. Result files are left out because they are what runs write, not what runs: a run
+    started after another rewrote its committed JSON still ran the committed code."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
