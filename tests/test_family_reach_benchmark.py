@@ -18,6 +18,10 @@ def test_family_reach_scores_every_member_against_the_truth(tmp_path):
     assert len(closest) == len(average) == len(result["w1_observational_per_x"]) == 3
     # the closest member of each x can be no farther than the one member closest on average
     assert all(c <= a + 1e-9 for c, a in zip(closest, average))
+    assert result["confounded_x"] == [0, 1, 2] and len(result["w1_per_member"]) == result["members"]
+    confounded = result["closest_on_worst_confounded_x"]
+    assert confounded["w1_max_confounded"] == pytest.approx(
+        min(max(row[x] for x in result["confounded_x"]) for row in result["w1_per_member"]), abs=1e-4)
     worst = result["closest_on_worst_x"]
     assert worst["w1_max"] <= max(average) + 1e-9 and worst["w1_max"] == pytest.approx(max(worst["w1_per_x"]))
     assert result["w1_observational_per_x"] == pytest.approx([0.1439] * 3, abs=1e-3)  # the shapes' SCM
