@@ -2,7 +2,7 @@ r"""Quality benchmark: a γ × seed family, directed members and baselines again
 
     python -m benchmarks.quality --dataset fashion_mnist        # Colored Fashion-MNIST, binary X (tops/footwear)
     python -m benchmarks.quality --dataset shapes               # the procedural shapes
-    python -m benchmarks.quality --quick                        # small shapes run (what the tests run)
+    python -m benchmarks.quality --quick                        # small shapes run, MLP decoder (what the tests run)
     python -m benchmarks.quality --dataset mnist dataset.x_form=classes   # Hydra overrides of the fit config
 
 One shared image model p(image | x, y) (docs/design.md §2) serves every attribute-level member:
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the fit config, e.g. dataset.x_form=classes")
     parser.add_argument("--dataset", default=None, help="shapes | fashion_mnist | mnist (default: shapes)")
-    parser.add_argument("--quick", action="store_true", help="small shapes run, about a minute on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="small shapes run (MLP decoder, as every shapes run), about a minute on 2 cores")
     parser.add_argument("--gammas", default=None, help="comma-separated γ grid, e.g. --gammas=-2,0,2 (default -4,-2,-1,0,1,2,4,8; --quick -2,-1,0,1,2,4)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated initialisation seeds")
     parser.add_argument("--num-samples", type=int, default=None, help="generated and reference images per x "
