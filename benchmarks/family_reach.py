@@ -43,31 +43,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def reach(cfg) -> dict:
     """Fit the attribute-level family of ``cfg``'s data set and score its members against the truth."""
-    import torch
-
     from cauvade_pyro.diagrams.options import family_options
+    from cauvade_pyro.evaluate import score_attribute_family
     from cauvade_pyro.fit import build_dataset
     from cauvade_pyro.inference import fit_family, seed_everything
     from cauvade_pyro.members import build_attributes
-    from cauvade_pyro.metrics import bow_graph_bounds, circular_w1
-    from cauvade_pyro.metrics.family import coverage, span
+    from cauvade_pyro.metrics import circular_w1
 
     dataset = build_dataset(cfg)
     scm = dataset.scm
     truth, observational = scm.interventional_y().double(), scm.observational_y_given_x().double()
     positions = scm.bin_centres()
-    lower, upper = bow_graph_bounds(scm.joint_xy())
     attributes = build_attributes(cfg, dataset.num_classes, dataset.num_hue_bins)
     seed_everything(int(cfg.seed))
     train = {k: dataset.train[k] for k in ("x", "y")}
     family = fit_family(attributes.model, train, seed=int(cfg.seed), progress=False, **family_options(cfg))
     num_x = dataset.num_classes
-    w1 = torch.tensor([[circular_w1(m.p_do[x].double(), truth[x], positions) for x in range(num_x)] for m in family])
+    scored = score_attribute_family(family, scm)
+    w1 = scored["w1"]
     observational_w1 = [circular_w1(observational[x], truth[x], positions) for x in range(num_x)]
     confounded = [x for x in range(num_x) if observational_w1[x] > 1e-3]
     closest, minimax = int(w1.mean(1).argmin()), int(w1.max(1).values.argmin())
     minimax_confounded = int(w1[:, confounded].max(1).values.argmin()) if confounded else minimax
-    low, high = family.range()
     return {
         "members": len(family), "dropped": family.dropped, "kinds": [m.kind for m in family],
         "w1_observational_per_x": [round(v, 4) for v in observational_w1],
@@ -82,8 +79,8 @@ def reach(cfg) -> dict:
             "w1_per_x": [round(float(v), 4) for v in w1[minimax_confounded]],
             "w1_max_confounded": round(float(w1[minimax_confounded, confounded].max()), 4) if confounded else None},
         "w1_per_member": [[round(float(v), 4) for v in row] for row in w1],
-        "coverage": round(coverage(truth.float(), low, high, atol=1e-6).share, 4),
-        "span": round(span(low, high, lower, upper).clipped_mean, 4),
+        "coverage": round(scored["coverage"], 4),
+        "span": round(scored["span"], 4),
     }
 
 

@@ -447,6 +447,26 @@ def atom_family_iwae(model, family, data: dict, particles: int = 8, batch_size: 
 
 
 @torch.no_grad()
+def score_attribute_family(family, scm) -> dict:
+    """A family of the default diagram's attribute level against the SCM's truth, at the attribute level.
+
+    ``w1``: (members, X) float64, the hue-circle W1 of each member's exact P(y | do(x)) to the true P(y | do(x));
+    ``coverage``: share of the true cells inside the members' range; ``span``: that range over the sharp bow-graph
+    bounds, clipped per cell, mean over cells (both unrounded); with ``truth``, ``lower`` and ``upper``. The CLI's
+    ``inference.sweep=family`` and ``benchmarks/family_reach.py`` score with it.
+    """
+    from cauvade_pyro.metrics.family import coverage, span
+
+    truth = scm.interventional_y().float()
+    lower, upper = bow_graph_bounds(scm.joint_xy())
+    low, high = family.range()
+    positions = scm.bin_centres()
+    w1 = torch.tensor([[circular_w1(m.p_do[x], truth[x], positions) for x in range(len(truth))] for m in family],
+                      dtype=torch.float64)
+    return {"truth": truth, "lower": lower, "upper": upper, "w1": w1,
+            "coverage": coverage(truth, low, high, atol=1e-6).share, "span": span(low, high, lower, upper).clipped_mean}
+
+
 def evaluate_atom_family(model, family, dataset, judge, *, images_per_atom: int = 400, iwae_particles: int = 8,
                          heldout_images: int = 500) -> dict:
     """Every member of a response-atom family (:class:`~cauvade_pyro.models.AtomResponseModel`), read from images

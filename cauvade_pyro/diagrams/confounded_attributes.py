@@ -64,11 +64,9 @@ def fit_family_sweep(cfg: DictConfig, dataset, device, out_dir: Path):
     the training rows, so the test split takes no part in fitting or accepting members; the member evaluated in
     full on it (images, effectiveness) is the best γ = 0 restart, every member is scored at the attribute level (exact P(y | do(x)) against the truth, and the
     family's coverage of the truth and span of the sharp bounds)."""
-    from cauvade_pyro.evaluate import evaluate_confounded_attributes
+    from cauvade_pyro.evaluate import evaluate_confounded_attributes, score_attribute_family
     from cauvade_pyro.inference import fit_family, seed_everything
     from cauvade_pyro.members import build_attributes, shared_image_model
-    from cauvade_pyro.metrics import bow_graph_bounds, circular_w1
-    from cauvade_pyro.metrics.family import coverage, span
     from cauvade_pyro.models import ConfoundedAttributesModel
     from cauvade_pyro.plots import save_family_plot
 
@@ -81,20 +79,16 @@ def fit_family_sweep(cfg: DictConfig, dataset, device, out_dir: Path):
     train = {k: dataset.train[k].to(device) for k in ("x", "y")}
     family = fit_family(model.model, train, seed=int(cfg.seed), progress=bool(cfg.progress), **family_options(cfg))
     family.save(out_dir / "family.pt")
-    scm = dataset.scm
-    truth = scm.interventional_y().float()
-    lower, upper = bow_graph_bounds(scm.joint_xy())
-    low, high = family.range()
-    positions = scm.bin_centres()
+    scored = score_attribute_family(family, dataset.scm)
     scores = {
-        "coverage": round(coverage(truth, low, high, atol=1e-6).share, 4),
-        "span": round(span(low, high, lower, upper).clipped_mean, 4),
-        "member_scores": [{**m.summary(), "w1_to_truth": [round(circular_w1(m.p_do[x], truth[x], positions), 5)
-                                                     for x in range(dataset.num_classes)]} for m in family],
+        "coverage": round(scored["coverage"], 4),
+        "span": round(scored["span"], 4),
+        "member_scores": [{**m.summary(), "w1_to_truth": [round(float(v), 5) for v in w1]}
+                          for m, w1 in zip(family, scored["w1"])],
     }
     save_family_plot(out_dir / "family.png", family.p_do().numpy(), [m.kind for m in family], "x", "hue bin",
                      f"family of the attribute level: {len(family)} members within τ={family.tau:g} nats",
-                     lower.numpy(), upper.numpy(), truth.numpy())
+                     scored["lower"].numpy(), scored["upper"].numpy(), scored["truth"].numpy())
     summary_keys = ("tau", "members", "dropped", "best_heldout_nll", "max_fit_gap_nats", "seconds", "by_kind")
     info = {"image_model": str(image_path), "sweep": "family",
             "family": {**{k: v for k, v in family.summary().items() if k in summary_keys}, **scores}}
