@@ -87,16 +87,11 @@ def reach(cfg) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
-    from hydra import compose, initialize_config_module
-
-    from cauvade_pyro.config import ConfigError, check_overrides, validate_config
+    from cauvade_pyro.config import ConfigError, compose_config
 
     torch.set_num_threads(args.threads)
     try:
-        check_overrides(list(args.overrides))
-        with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
-            cfg = compose(config_name="config", overrides=args.overrides)
-        validate_config(cfg)
+        cfg = compose_config(list(args.overrides))
     except ConfigError as error:
         print(f"benchmarks.family_reach: {error}", file=sys.stderr)
         return 2

@@ -143,9 +143,7 @@ def _finite(value):
 def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     import torch
-    from hydra import compose, initialize_config_module
-
-    from cauvade_pyro.config import check_overrides, validate_config
+    from cauvade_pyro.config import compose_config
     from cauvade_pyro.fit import build_dataset
     from cauvade_pyro.inference import resolve_device
     from cauvade_pyro.metrics import train_feature_net, train_judge
@@ -153,12 +151,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     kinds = args.likelihoods.split(",")
-    check_overrides(list(args.overrides))
-    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
-        configs = {kind: compose(config_name="config", overrides=[*args.overrides, f"model.image.likelihood={kind}"])
-                   for kind in kinds}
-    for cfg in configs.values():
-        validate_config(cfg)
+    configs = {kind: compose_config([*args.overrides, f"model.image.likelihood={kind}"]) for kind in kinds}
     cfg = configs[kinds[0]]
     device = resolve_device(str(cfg.device))
     dataset = build_dataset(cfg)

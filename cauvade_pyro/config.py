@@ -26,6 +26,10 @@ BASE_DATASETS = {
     "mnist": ("MNIST", None, None),
 }
 NETS = ("conv", "mlp")
+# Keys of a dataset's config that only give the default of another key for that dataset (inference.image_epochs,
+# model.image.net of the built-in diagram, eval.judge_images and eval.judge_epochs): not arguments of its
+# constructor, and not part of a cache key, which holds the resolved value of the key they default.
+DATASET_DEFAULTS = ("image_epochs", "image_net", "judge_images", "judge_epochs")
 IMAGE_EPS_FILM = ("none", "last")  # models.nets.IMAGE_EPS_FILM, here before torch loads
 LIKELIHOODS = ("bernoulli", "logistic")
 EPS_PRIOR_GIVEN = ("x", "xy")
@@ -312,3 +316,21 @@ def check_overrides(argv: list[str]) -> None:
             known = ", ".join(k for k in node.keys() if k != "hydra")
             raise ConfigError(f"unknown config key {key!r}; the keys of {parent or 'the top level'} are: {known} "
                               f"(to add a key on purpose, write +{key}=...)")
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The CLI's config with ``overrides`` applied, outside a Hydra app (benchmarks, notebooks), checked as the CLI
+    checks it: unknown keys (:func:`check_overrides`), then every value (:func:`validate_config`); either raises a
+    one-line :class:`ConfigError`.
+
+    >>> cfg = compose_config(["dataset=shapes", "inference.gamma=2.0"])
+    >>> cfg.dataset.name, cfg.inference.gamma
+    ('shapes', 2.0)
+    """
+    from hydra import compose, initialize_config_module
+
+    check_overrides(list(overrides))
+    with initialize_config_module(config_module="cauvade_pyro.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    validate_config(cfg)
+    return cfg

@@ -43,18 +43,20 @@ def effectiveness(image_model, judge, data: dict, max_images: int = 1000) -> dic
     """Share of decoded held-out codes whose shape (hue) follows a changed x (y), as read by ``judge``.
 
     An image model without a y condition (``num_y == 1``: the cVAE of p(image | x)) is decoded with y = 0 and
-    gets the x flip and the shape of its reconstructions only.
+    gets the x flip and the shape of its reconstructions only. ``judge_reads_real_shape`` is the share of the
+    real images themselves whose x the judge reads right: what a judge that misreads real images can vouch for.
     """
     batch = to_float_images({k: v[:max_images] for k, v in data.items() if k in ("x", "y", "image")})
     x, y = batch["x"], batch["y"]
     share = lambda a, b: round(float((a.cpu() == b.cpu()).float().mean()), 4)  # noqa: E731
+    real = {"judge_reads_real_shape": share(judge.predict(batch["image"])[0], x)}
     new_x = (x + torch.randint_like(x, 1, image_model.num_x)) % image_model.num_x
     if image_model.num_y < 2:
         zeros = torch.zeros_like(y)
         eps, _ = image_model.encode(batch["image"], x, zeros)
         shape_after_x, _ = judge.predict(image_model.decode(new_x, zeros, eps))
         shape_recon, _ = judge.predict(image_model.decode(x, zeros, eps))
-        return {"x_flip_follows": share(shape_after_x, new_x), "reconstruction_shape": share(shape_recon, x)}
+        return {"x_flip_follows": share(shape_after_x, new_x), "reconstruction_shape": share(shape_recon, x), **real}
     eps, _ = image_model.encode(batch["image"], x, y)
     new_y = (y + torch.randint_like(y, 1, image_model.num_y)) % image_model.num_y
     shape_after_x, hue_after_x = judge.predict(image_model.decode(new_x, y, eps))
@@ -67,6 +69,7 @@ def effectiveness(image_model, judge, data: dict, max_images: int = 1000) -> dic
         "y_flip_keeps_shape": share(shape_after_y, x),
         "reconstruction_shape": share(shape_recon, x),
         "reconstruction_hue": share(hue_recon, y),
+        **real,
     }
 
 

@@ -25,6 +25,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from cauvade_pyro.config import (
+    DATASET_DEFAULTS,
     ConfigError,
     DatasetNotFoundError,
     check_dataset_files,
@@ -38,9 +39,9 @@ from cauvade_pyro.config import (
 log = logging.getLogger("cauvade_pyro.fit")
 
 
-#: keys of a dataset's config that are not arguments of its constructor: its name, and the default of
-#: ``inference.image_epochs`` for that dataset (read by ``inference.image_epochs`` itself, see its config)
-NOT_DATASET_ARGUMENTS = ("name", "image_epochs")
+#: keys of a dataset's config that are not arguments of its constructor: its name, and the defaults it gives
+#: other keys (:data:`~cauvade_pyro.config.DATASET_DEFAULTS`, read by those keys themselves, see their configs)
+NOT_DATASET_ARGUMENTS = ("name", *DATASET_DEFAULTS)
 
 
 def build_dataset(cfg: DictConfig):

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cauvade_pyro.cache import load_or_build
+from cauvade_pyro.config import DATASET_DEFAULTS
 from cauvade_pyro.inference import (
     base_state,
     fit_eps_prior,
@@ -102,9 +103,9 @@ def _without_default_image_options(image: dict) -> dict:
 
 
 def _dataset_spec(cfg: DictConfig) -> dict:
-    """The dataset's part of a cache key: where the files live, whether they may be downloaded and the default of
-    inference.image_epochs (whose resolved value the key holds) do not change the data."""
-    return {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", "image_epochs")}
+    """The dataset's part of a cache key: where the files live, whether they may be downloaded and the defaults it
+    gives other keys (``DATASET_DEFAULTS``; the key holds their resolved values) do not change the data."""
+    return {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download", *DATASET_DEFAULTS)}
 
 
 def _image_spec(image) -> dict:
@@ -115,8 +116,8 @@ def _image_spec(image) -> dict:
 def fit_fingerprint(cfg: DictConfig) -> dict:
     """The configuration a training state must match to be resumed (everything but runtime settings)."""
     plain = {k: v for k, v in _plain(cfg).items() if k not in RUNTIME_KEYS}
-    # the dataset's image_epochs is only the default of inference.image_epochs, whose resolved value is kept
-    plain["dataset"] = {k: v for k, v in plain["dataset"].items() if k != "image_epochs"}
+    # the dataset's DATASET_DEFAULTS only default other keys, whose resolved values are kept
+    plain["dataset"] = {k: v for k, v in plain["dataset"].items() if k not in DATASET_DEFAULTS}
     plain["model"] = {k: v for k, v in plain["model"].items() if k != "cli"}  # which functions run it, not the fit
     image = plain["model"].get("image")
     if isinstance(image, dict):  # states written before the options: no mixture or one per x, the plain decoder

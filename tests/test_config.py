@@ -51,3 +51,28 @@ def test_precision_is_checked_and_keys_only_what_it_changes():
     assert latent_base_key(fp32) != latent_base_key(bf16)
     assert "precision" not in fit_fingerprint(fp32)["inference"]
     assert fit_fingerprint(bf16)["inference"]["precision"] == "bf16"
+
+
+def test_compose_config_checks_keys_and_values_like_the_cli():
+    from cauvade_pyro.config import compose_config
+
+    assert compose_config(["inference.gamma=2.0"]).inference.gamma == 2.0
+    with pytest.raises(ConfigError, match=r"^unknown config key 'inference.gama'"):
+        compose_config(["inference.gama=2.0"])
+    with pytest.raises(ConfigError, match=r"^inference.member_epochs must be an integer >= 1, got 0$"):
+        compose_config(["inference.member_epochs=0"])
+
+
+def test_a_dataset_sets_the_default_decoder_and_the_key_holds_the_resolved_one():
+    from cauvade_pyro.config import compose_config
+    from cauvade_pyro.members import fit_fingerprint, image_model_key
+
+    shapes, conv = compose_config([]), compose_config(["model.image.net=conv"])
+    assert shapes.model.image.net == "mlp" and conv.model.image.net == "conv"
+    assert compose_config(["dataset=fashion_mnist"]).model.image.net == "conv"
+    assert compose_config(["model=latent_response"]).model.image.net == "conv"
+    # the dataset's default is no part of the data: only the resolved decoder tells the cached models apart
+    assert image_model_key(shapes) != image_model_key(conv)
+    conv.dataset.image_net = "anything"
+    assert image_model_key(conv) == image_model_key(compose_config(["model.image.net=conv"]))
+    assert "image_net" not in fit_fingerprint(shapes)["dataset"]

@@ -35,3 +35,22 @@ def test_do_x_samples_have_the_right_shape(trained):
         draws = intervene(model.model, {"x": x}, num_samples=300)
         shape, _ = judge.predict(draws["image_mean"])
         assert float((shape == x).float().mean()) >= 0.9, x
+
+
+def test_the_judges_reading_of_the_real_images_comes_with_the_flips(trained):
+    """The ceiling a judge can vouch for: its share of the real images' x read right, on the same images."""
+    import torch
+
+    from cauvade_pyro.inference.train import to_float_images
+
+    dataset, judge, image_model = trained
+    scores = effectiveness(image_model, judge, dataset.test, max_images=500)
+    real = to_float_images({k: v[:500] for k, v in dataset.test.items() if k in ("x", "y", "image")})
+    shape, _ = judge.predict(real["image"])
+    assert scores["judge_reads_real_shape"] == round(float((shape == real["x"]).float().mean()), 4)
+
+    class Contrary(torch.nn.Module):  # reads every image as the class after its true one: no ceiling at all
+        def predict(self, images):
+            return (real["x"][: len(images)] + 1) % dataset.num_classes, real["y"][: len(images)]
+
+    assert effectiveness(image_model, Contrary(), dataset.test, max_images=500)["judge_reads_real_shape"] == 0.0
