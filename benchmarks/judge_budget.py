@@ -50,16 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, cfg) -> dict:
     import torch
 
-    from cauvade_pyro.evaluate import effectiveness
+    from cauvade_pyro.evaluate import effectiveness, judge_reads_real
     from cauvade_pyro.fit import build_dataset
     from cauvade_pyro.inference import resolve_device, seed_everything
-    from cauvade_pyro.inference.train import to_float_images
     from cauvade_pyro.members import shared_image_model
     from cauvade_pyro.metrics import train_judge
 
     device = resolve_device(str(cfg.device))
     dataset = build_dataset(cfg)
-    real = to_float_images({k: v[: args.num_images] for k, v in dataset.test.items() if k in ("x", "y", "image")})
     image_model = None
     if args.with_image_model:
         image_model, _, _ = shared_image_model(cfg, dataset, device, progress=False)
@@ -69,10 +67,9 @@ def run(args: argparse.Namespace, cfg) -> dict:
         judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=num_images, epochs=epochs,
                             device=str(device), cache_dir=cfg.cache_dir)
         train_s = time.perf_counter() - started
-        shape, hue = judge.predict(real["image"])
+        real = judge_reads_real(judge, dataset.test, args.num_images)
         row = {"judge_images": num_images, "judge_epochs": epochs, "train_or_load_s": round(train_s, 1),
-               "real_shape_read_right": round(float((shape == real["x"]).float().mean()), 4),
-               "real_hue_read_right": round(float((hue == real["y"]).float().mean()), 4)}
+               "real_shape_read_right": real["shape"], "real_hue_read_right": real["hue"]}
         if image_model is not None:
             seed_everything(0)
             row["image_model_effectiveness"] = effectiveness(image_model, judge, dataset.test)
@@ -80,7 +77,7 @@ def run(args: argparse.Namespace, cfg) -> dict:
         print(json.dumps(row), flush=True)
     best = max(rows, key=lambda r: r["real_shape_read_right"])
     return {"git_sha": git_sha(), "dataset": dataset.generating_params, "torch_threads": torch.get_num_threads(),
-            "num_real_images": len(real["x"]), "rows": rows,
+            "num_real_images": min(args.num_images, len(dataset.test["x"])), "rows": rows,
             "best_budget": {"judge_images": best["judge_images"], "judge_epochs": best["judge_epochs"]}}
 
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.provenance import git_sha
+from benchmarks.quality import FEATURE_NET_BUDGET
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EFFECTIVENESS_TARGET = 0.9
@@ -155,10 +156,10 @@ def run(args: argparse.Namespace) -> dict:
     cfg = configs[kinds[0]]
     device = resolve_device(str(cfg.device))
     dataset = build_dataset(cfg)
-    options = {"num_images": int(cfg.eval.judge_images), "epochs": int(cfg.eval.judge_epochs),
-               "device": str(device), "cache_dir": cfg.cache_dir}
-    judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), **options)
-    feature_net = train_feature_net(dataset, **options)
+    where = {"device": str(device), "cache_dir": cfg.cache_dir}
+    judge = train_judge(dataset, seed=int(cfg.eval.judge_seed), num_images=int(cfg.eval.judge_images),
+                        epochs=int(cfg.eval.judge_epochs), **where)
+    feature_net = train_feature_net(dataset, **FEATURE_NET_BUDGET, **where)  # the quality benchmark's FID features
     reference, floor = reference_sets(dataset, feature_net, args.num_samples)
     rows = []
     for kind in kinds:
@@ -170,6 +171,8 @@ def run(args: argparse.Namespace) -> dict:
         "dataset": dataset.generating_params,
         "overrides": list(args.overrides),
         "image_epochs": int(cfg.inference.image_epochs),
+        "judge_budget": {"num_images": int(cfg.eval.judge_images), "epochs": int(cfg.eval.judge_epochs)},
+        "feature_net_budget": FEATURE_NET_BUDGET,
         "num_train": len(dataset.train["x"]),
         "num_samples_per_x": args.num_samples,
         "torch_threads": torch.get_num_threads(),

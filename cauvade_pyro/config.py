@@ -134,7 +134,9 @@ def check_image(cfg: DictConfig) -> None:
     if eps_film not in IMAGE_EPS_FILM:
         raise ConfigError(f"model.image.eps_film must be one of {IMAGE_EPS_FILM}, got {eps_film!r}")
     if eps_film != "none" and image.net != "conv":
-        raise ConfigError(f"model.image.eps_film={eps_film} needs model.image.net=conv, got {image.net!r}")
+        default = (f" (dataset {cfg.dataset.name!r} defaults it to {image.net!r})"
+                   if cfg.dataset.get("image_net") == image.net else "")
+        raise ConfigError(f"model.image.eps_film={eps_film} needs model.image.net=conv, got {image.net!r}{default}")
     if image.likelihood not in LIKELIHOODS:
         raise ConfigError(f"model.image.likelihood must be one of {LIKELIHOODS}, got {image.likelihood!r}")
     channels, height, width = DATASET_IMAGE_SHAPES[cfg.dataset.name]

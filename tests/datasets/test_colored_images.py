@@ -256,3 +256,19 @@ def test_bad_dataset_config_is_one_line(overrides, expected):
     with pytest.raises(ConfigError) as error:
         validate_config(compose_config(overrides))
     assert len(str(error.value).splitlines()) == 1 and expected in str(error.value), error.value
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_the_cli_builds_each_dataset_from_its_config(base, fake_root):
+    """Keys that a dataset's config gives only as defaults of other keys (image epochs, the judge's budget) resolve
+    where they belong and never reach the dataset's constructor."""
+    from cauvade_pyro.fit import build_dataset
+
+    cfg = compose_config([f"dataset={base}", f"dataset.root={fake_root}", "dataset.num_train=300",
+                          "dataset.num_test=100"])
+    validate_config(cfg)
+    data = build_dataset(cfg)
+    assert isinstance(data, ConfoundedImages) and data.name == base and len(data.train["x"]) == 300
+    # Fashion-MNIST's judge reads real images better with its own budget; MNIST keeps the default
+    assert (cfg.eval.judge_images, cfg.eval.judge_epochs) == ((60000, 10) if base == "fashion_mnist" else (8000, 3))
+    assert cfg.inference.image_epochs == 5 and cfg.model.image.net == "conv"

@@ -180,6 +180,8 @@ def test_x_flip_follows_an_obedient_decoder_and_is_at_chance_when_the_decoder_ig
         assert effect["reconstruction_shape"] == pytest.approx(1 / num_x, abs=0.01)
         assert chance_warnings(effect, num_x, 1)[0].startswith("effectiveness x_flip_follows")
     assert effect["x_flip_keeps_hue"] == 1.0  # this judge reads hue 0 everywhere, the labels are 0
+    # the real images are noise, whose first pixels say nothing of x: the judge reads them at chance
+    assert effect["judge_reads_real_shape"] == pytest.approx(1 / num_x, abs=0.06)
 
 
 def test_sample_given_x_draws_the_clusters_as_rejection_sampling_of_the_program_does():
