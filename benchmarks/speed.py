@@ -436,6 +436,7 @@ def bench_default_run(device: str) -> dict:
         "command": "CAUVADE_CACHE=$(mktemp -d) python -m cauvade_pyro.fit " + " ".join(command[3:-1]),
         "wall_s": round(wall, 1), "returncode": result.returncode,
         "w1_mean": metrics.get("w1_mean"), "effectiveness": metrics.get("effectiveness"),
+        "diversity": metrics.get("diversity"),
     }
     if result.returncode != 0:
         out["stderr_tail"] = result.stderr[-2000:]
