@@ -600,6 +600,12 @@ def diversity_summary(members: list[dict], base: dict, evaluator=None) -> dict:
     }
 
 
+def _judge_note(result: dict) -> str:
+    """The judge's own reading of the real images, where the JSON has it (runs from git 22628ab on)."""
+    real = result["effectiveness"]["cauvade_image_model"].get("judge_reads_real_shape")
+    return "" if real is None else f" (the judge reads {real:.2f} of real images' x right)"
+
+
 def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: dict) -> dict:
     """The issue's targets; each compares means or a validation-selected member scored on the test set."""
     return {
@@ -977,7 +983,7 @@ def markdown_table(results: dict[str, dict]) -> str:
         ("effectiveness: x flip / y flip followed (judge never in a loss)", "≥ 0.9 each",
          lambda r: (f"{r['effectiveness']['cauvade_image_model']['x_flip_follows']:.2f} / "
                     f"{r['effectiveness']['cauvade_image_model']['y_flip_follows']:.2f} "
-                    f"{mark(r, 'effectiveness_x_ge_0.9', 'effectiveness_y_ge_0.9')}")),
+                    f"{mark(r, 'effectiveness_x_ge_0.9', 'effectiveness_y_ge_0.9')}{_judge_note(r)}")),
     ]
     lines = ["| measure | target | " + " | ".join(results) + " |", "| --- | --- |" + " --- |" * len(results)]
     for title, target, cell in rows:
