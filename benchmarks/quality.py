@@ -75,6 +75,7 @@ DATASET_OVERRIDES = {
     "mnist": ["model.image.eps_dim=8"],
 }
 FIT_TOLERANCE = 0.005  # nats per datapoint: "fits about equally well" for the fit target
+EFFECTIVENESS_TARGET = 0.9  # share of x (y) flips the judge must read as followed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -606,15 +607,22 @@ def _judge_note(result: dict) -> str:
     return "" if real is None else f" (the judge reads {real:.2f} of real images' x right)"
 
 
-def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: dict) -> dict:
-    """The issue's targets; each compares means or a validation-selected member scored on the test set."""
+def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: dict, cvae_effect: dict) -> dict:
+    """The issue's targets; each compares means or a validation-selected member scored on the test set.
+
+    A comparison with the cVAE counts only where the cVAE is a fair baseline: its own x flip must reach the
+    effectiveness target the members must reach (``cvae_is_a_fair_baseline``). It takes the members' β, and at a
+    large β its ε, the only place its hue can live, may hold none, so that beating it says nothing.
+    """
+    fair = cvae_effect["x_flip_follows"] >= EFFECTIVENESS_TARGET
     return {
-        "fid_observational_end_le_cvae": fid["observational_end_mean"] <= fid["cvae_mean"],
+        "cvae_is_a_fair_baseline": fair,
+        "fid_observational_end_le_cvae": fair and fid["observational_end_mean"] <= fid["cvae_mean"],
         # the same comparison against observational images, where both should be models of P(image | x)
-        "fid_observational_end_le_cvae_observational_reference": (
+        "fid_observational_end_le_cvae_observational_reference": fair and (
             fid["observational_reference"]["observational_end_mean"] <= fid["observational_reference"]["cvae_mean"]),
         "fid_oracle_le_5x_floor": fid["oracle_mean"] <= 5 * fid["reference_floor_mean"],
-        "fid_selected_member_le_half_cvae": fid["selected_member_test"] <= 0.5 * fid["cvae_mean"],
+        "fid_selected_member_le_half_cvae": fair and fid["selected_member_test"] <= 0.5 * fid["cvae_mean"],
         "fid_selected_member_below_best_gamma0_seed": (fid["best_gamma0_seed_test"] is not None
                                                        and fid["selected_member_test"] < fid["best_gamma0_seed_test"]),
         "fid_selected_gamma_mean_below_gamma0_mean": (
@@ -624,8 +632,8 @@ def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: d
         "coverage_ge_95pct": family["gamma_seed"]["coverage"] >= 0.95,
         "span_gamma_seed_ge_50pct": family["gamma_seed"]["span_mean"] >= 0.5,
         "fit_within_tolerance": fit["max_gap_nats"] <= FIT_TOLERANCE,
-        "effectiveness_x_ge_0.9": effect["x_flip_follows"] >= 0.9,
-        "effectiveness_y_ge_0.9": effect["y_flip_follows"] >= 0.9,
+        "effectiveness_x_ge_0.9": effect["x_flip_follows"] >= EFFECTIVENESS_TARGET,
+        "effectiveness_y_ge_0.9": effect["y_flip_follows"] >= EFFECTIVENESS_TARGET,
     }
 
 
@@ -699,7 +707,7 @@ def run(args: argparse.Namespace) -> dict:
         "fit": _round(fit),
         "effectiveness": {"cauvade_image_model": _round(effect, 4), "cvae": _round(base["cvae_effect"], 4)},
         "warnings": chance_warnings(effect, num_x, dataset.num_hue_bins),
-        "targets": target_checks(fid, family, diversity, effect, fit),
+        "targets": target_checks(fid, family, diversity, effect, fit, base["cvae_effect"]),
         "members": [_round_member(m) for m in members],
         "directed_members": [_round_member(m) for m in directed],
         "baselines": {
@@ -945,10 +953,15 @@ def markdown_table(results: dict[str, dict]) -> str:
         f = r["fid"]
         sel = f["selected_member"]
         return (f"selected member (γ = {sel['gamma']:g}, chosen on validation) {sel['test']:.1f} vs cVAE "
-                f"{f['cvae_mean']:.1f} {mark(r, 'fid_selected_member_le_half_cvae')}; observational end "
+                f"{f['cvae_mean']:.1f}{unfair(r)} {mark(r, 'fid_selected_member_le_half_cvae')}; observational end "
                 f"{f['observational_end_mean']:.1f} {mark(r, 'fid_observational_end_le_cvae')}; γ = 0 mean "
                 f"{f['gamma0_mean_over_seeds']:.1f}; oracle {f['oracle_mean']:.1f} vs floor "
                 f"{f['reference_floor_mean']:.1f} {mark(r, 'fid_oracle_le_5x_floor')}{fitted_oracle(f)}")
+
+    def unfair(r):  # runs before the check have no key: their cVAEs all followed x
+        if r["targets"].get("cvae_is_a_fair_baseline", True):
+            return ""
+        return f" (its x flip {r['effectiveness']['cvae']['x_flip_follows']:.2f}: no fair baseline)"
 
     def fitted_oracle(f):
         return "" if "oracle_fitted_mean" not in f else f" (fitted with U observed: {f['oracle_fitted_mean']:.1f})"

@@ -58,7 +58,8 @@ def test_targets_compare_the_selected_member_and_means(records):
     fid = fid_summary(ctx, members, base)
     family = {"gamma_seed": {"coverage": 1.0, "span_mean": 0.6}}
     effect = {"x_flip_follows": 0.95, "y_flip_follows": 0.95}
-    targets = target_checks(fid, family, {"within_bin_hue_w1": 0.1}, effect, {"max_gap_nats": 0.0})
+    targets = target_checks(fid, family, {"within_bin_hue_w1": 0.1}, effect, {"max_gap_nats": 0.0}, effect)
+    assert targets["cvae_is_a_fair_baseline"]
     assert not targets["fid_selected_member_le_half_cvae"]
     assert targets["fid_selected_member_below_best_gamma0_seed"]  # 5.0 < 6.0
     assert targets["fid_selected_gamma_mean_below_gamma0_mean"]  # per-γ test means: 4.0 < 8.0
@@ -66,6 +67,17 @@ def test_targets_compare_the_selected_member_and_means(records):
     # against the observational images the observational end (mean 4.0) beats the cVAE (7.0)
     assert targets["fid_observational_end_le_cvae_observational_reference"] is True
     assert not targets["within_bin_hue_w1_le_0.05"]
+    # a cVAE that does not follow x is no baseline: beating it counts for nothing, however large the margin
+    for row in base["cvae_rows"]:
+        row["fid"] = 100.0
+    weak = target_checks(fid_summary(ctx, members, base), family, {"within_bin_hue_w1": 0.1}, effect,
+                         {"max_gap_nats": 0.0}, {"x_flip_follows": 0.59})
+    assert not weak["cvae_is_a_fair_baseline"]
+    assert not weak["fid_selected_member_le_half_cvae"] and not weak["fid_observational_end_le_cvae"]
+    assert not weak["fid_observational_end_le_cvae_observational_reference"]
+    fair = target_checks(fid_summary(ctx, members, base), family, {"within_bin_hue_w1": 0.1}, effect,
+                         {"max_gap_nats": 0.0}, effect)
+    assert fair["fid_selected_member_le_half_cvae"] and fair["fid_observational_end_le_cvae"]
 
 
 def test_span_is_clipped_per_cell():
