@@ -58,9 +58,9 @@ QUICK_OVERRIDES = [
     "dataset=shapes", "dataset.num_train=3000", "dataset.num_test=600", "dataset.num_classes=2",
     "inference.image_epochs=2", "eval.judge_images=2000", "eval.judge_epochs=2",
 ]
-# The FID feature net's training budget: train_feature_net's own defaults (8000 images x 3 epochs), the quick
-# run's judge budget there. It does not follow a dataset's judge budget (eval.judge_images, eval.judge_epochs), so
-# a judge that reads real images better leaves every FID as it was.
+# The FID feature net's training budget: train_feature_net's own defaults (8000 images x 3 epochs); in the quick
+# run, the quick run's judge budget (2000 x 2). It does not follow a dataset's judge budget (eval.judge_images,
+# eval.judge_epochs), so a judge that reads real images better leaves every FID as it was.
 FEATURE_NET_BUDGET = {"num_images": 8000, "epochs": 3}
 QUICK_FEATURE_NET_BUDGET = {"num_images": 2000, "epochs": 2}
 # Fashion-MNIST and MNIST have more within-class variation than the shapes: a larger ε (8). On Fashion-MNIST ε
@@ -607,6 +607,11 @@ def _judge_note(result: dict) -> str:
     return "" if real is None else f" (the judge reads {real:.2f} of real images' x right)"
 
 
+# the targets that compare with the cVAE: they count only where it is a fair baseline (target_checks)
+CVAE_TARGETS = ("fid_observational_end_le_cvae", "fid_observational_end_le_cvae_observational_reference",
+                "fid_selected_member_le_half_cvae")
+
+
 def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: dict, cvae_effect: dict) -> dict:
     """The issue's targets; each compares means or a validation-selected member scored on the test set.
 
@@ -686,7 +691,7 @@ def run(args: argparse.Namespace) -> dict:
         "git_sha": git_sha(),
         "dataset": dataset.generating_params,
         "config": {"K": int(cfg.model.K), "y_given_xc": cfg.model.y_given_xc,
-                   "image": OmegaConf.to_container(cfg.model.image), "image_epochs": int(cfg.inference.image_epochs),
+                   "image": OmegaConf.to_container(cfg.model.image, resolve=True), "image_epochs": int(cfg.inference.image_epochs),
                    "attribute_steps": ctx["fit_options"]["steps"], "gammas": args.gamma_grid,
                    "seeds": args.seed_list, "num_samples_per_x": args.num_samples,
                    "directed_tolerance_nats": args.directed_tolerance, "directed_steps": args.directed_steps,
@@ -946,8 +951,13 @@ def _subclass_cell(r: dict) -> str:
 
 def markdown_table(results: dict[str, dict]) -> str:
     """The README's targets table: one column per result JSON (``{column title: result}``)."""
+    def fair(r):  # runs from before the check have no key: read the cVAE's x flip itself
+        stored = r["targets"].get("cvae_is_a_fair_baseline")
+        return r["effectiveness"]["cvae"]["x_flip_follows"] >= EFFECTIVENESS_TARGET if stored is None else stored
+
     def mark(r, *keys):
-        return "✓" if all(r["targets"][k] for k in keys) else "✗"
+        met = all(r["targets"][k] for k in keys) and (fair(r) or not any(k in CVAE_TARGETS for k in keys))
+        return "✓" if met else "✗"
 
     def fid(r):
         f = r["fid"]
@@ -958,8 +968,8 @@ def markdown_table(results: dict[str, dict]) -> str:
                 f"{f['gamma0_mean_over_seeds']:.1f}; oracle {f['oracle_mean']:.1f} vs floor "
                 f"{f['reference_floor_mean']:.1f} {mark(r, 'fid_oracle_le_5x_floor')}{fitted_oracle(f)}")
 
-    def unfair(r):  # runs before the check have no key: their cVAEs all followed x
-        if r["targets"].get("cvae_is_a_fair_baseline", True):
+    def unfair(r):
+        if fair(r):
             return ""
         return f" (its x flip {r['effectiveness']['cvae']['x_flip_follows']:.2f}: no fair baseline)"
 

@@ -123,3 +123,21 @@ def test_subclass_mix_is_averaged_over_members_and_x_apart_from_the_baselines():
     # a dataset without sub-classes (the shapes): no reader, no figure
     shapes = SimpleNamespace(subclass_reader=None)
     assert diversity_summary(members, base, shapes)["subclass_tv"] is None
+
+
+def test_the_table_never_counts_a_win_over_an_unfair_cvae():
+    """A JSON from before the fair-baseline check (no key) is read from the cVAE's own x flip."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.quality import markdown_table
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/fashion_mnist.json"
+    result = json.loads(path.read_text())
+    assert result["targets"]["fid_selected_member_le_half_cvae"]
+    fair_row = markdown_table({"run": result}).splitlines()[2]
+    result["targets"].pop("cvae_is_a_fair_baseline", None)
+    result["effectiveness"]["cvae"]["x_flip_follows"] = 0.5
+    unfair_row = markdown_table({"run": result}).splitlines()[2]
+    assert "no fair baseline" not in fair_row and "cVAE 2365.6 ✓" in fair_row
+    assert "(its x flip 0.50: no fair baseline) ✗" in unfair_row and "observational end 2048.2 ✗" in unfair_row
