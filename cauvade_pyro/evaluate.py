@@ -39,7 +39,6 @@ def _rounded(values: torch.Tensor) -> list:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def judge_reads_real(judge, data: dict, max_images: int = 1000) -> dict:
     """The shares of the first ``max_images`` real images of ``data`` whose x (``shape``) and y (``hue``) ``judge``
     reads right: the most a judge that misreads real images can vouch for in a flip."""
@@ -49,6 +48,7 @@ def judge_reads_real(judge, data: dict, max_images: int = 1000) -> dict:
             "hue": round(float((hue.cpu() == batch["y"].cpu()).float().mean()), 4)}
 
 
+@torch.no_grad()
 def effectiveness(image_model, judge, data: dict, max_images: int = 1000) -> dict:
     """Share of decoded held-out codes whose shape (hue) follows a changed x (y), as read by ``judge``.
 
@@ -59,7 +59,7 @@ def effectiveness(image_model, judge, data: dict, max_images: int = 1000) -> dic
     batch = to_float_images({k: v[:max_images] for k, v in data.items() if k in ("x", "y", "image")})
     x, y = batch["x"], batch["y"]
     share = lambda a, b: round(float((a.cpu() == b.cpu()).float().mean()), 4)  # noqa: E731
-    real = {"judge_reads_real_shape": judge_reads_real(judge, data, max_images)["shape"]}
+    real = {"judge_reads_real_shape": judge_reads_real(judge, batch, max_images)["shape"]}  # batch: already float
     new_x = (x + torch.randint_like(x, 1, image_model.num_x)) % image_model.num_x
     if image_model.num_y < 2:
         zeros = torch.zeros_like(y)
@@ -408,7 +408,7 @@ def latent_effectiveness(model, judge, data: dict, max_images: int = 1000, seed:
         "x_flip_keeps_hue": share(hue_after_x, y),
         "reconstruction_shape": share(shape_recon, x),
         "reconstruction_hue": share(hue_recon, y),
-        "judge_reads_real_shape": judge_reads_real(judge, data, max_images)["shape"],
+        "judge_reads_real_shape": judge_reads_real(judge, batch, max_images)["shape"],
     }
 
 
