@@ -1,5 +1,6 @@
 """The shared image model obeys x and y, as read by a judge that no training loss ever used (docs/design.md §7)."""
 
+import pyro
 import pytest
 
 from cauvade_pyro.datasets import ConfoundedShapes
@@ -31,6 +32,9 @@ def test_do_x_samples_have_the_right_shape(trained):
     attributes = AttributeMixture(4, dataset.num_classes, dataset.num_hue_bins)
     fit_attribute_member(attributes, dataset.train["x"], dataset.train["y"], gamma=0.0, seed=0, steps=50, progress=False)
     model = ConfoundedAttributesModel(attributes, image_model)
+    # intervene draws from the global RNG: seeded, the test reads the same draws whatever ran before it (over
+    # eight seeds the worst class read 0.953, so the seed does not decide the outcome)
+    pyro.set_rng_seed(0)
     for x in range(dataset.num_classes):
         draws = intervene(model.model, {"x": x}, num_samples=300)
         shape, _ = judge.predict(draws["image_mean"])
