@@ -164,6 +164,7 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
         spread_reference = dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(10_000 + x))
         read = read_images(draws["image_mean"], x, dataset, judge, spread_reference["image"], subclass_reader=reader)
         within_bin, mix = read["within_bin_hue_w1"], read["subclass"]
+        floor = within_bin_floor(dataset, x, spread_reference["image"])
         rows.append({
             "x": x,
             "class_name": dataset.class_names[x],
@@ -176,6 +177,7 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
             "w1_observational_to_truth": round(circular_w1(observational[x], truth[x], positions), 5),
             "do_x_shape_accuracy": round(read["class_accuracy"], 4),
             "within_bin_hue_w1": round(within_bin, 5) if within_bin == within_bin else None,  # NaN: no hue read
+            "within_bin_hue_w1_reference_floor": round(floor, 5) if floor == floor else None,
             "subclass_tv": None if mix is None else round(mix["tv"], 5),
             "subclass_mix": None if mix is None else {k: mix[k] for k in ("labels", "generated", "reference")},
             "_draws": draws,
@@ -188,6 +190,24 @@ def interventional_images(model, dataset, judge, num_samples: int, grid_samples:
             "reference": reference["image"].float().div(255),
         }
     return rows, panels
+
+
+def within_bin_floor(dataset: Any, x: int, reference_images: torch.Tensor) -> float:
+    """The within-bin hue W1 that a perfect generator of do(X = x) would score against ``reference_images``.
+
+    A second, independent reference set of the same size (seed 20 000 + x; the test reference uses 10 000 + x)
+    read against the first: the W1 between two finite samples of one law is not 0, and at 1000 images per x,
+    split over the hue bins, it is about 0.02 bin widths. A generated set's ``within_bin_hue_w1`` is read beside
+    it, as an FID is read beside its reference-vs-reference floor. NaN when neither set has a hue.
+
+    >>> from cauvade_pyro.datasets import ConfoundedShapes
+    >>> data = ConfoundedShapes(num_train=10, num_test=10, seed=0)
+    >>> reference = data.sample_reference(0, 1000, torch.Generator().manual_seed(10_000))["image"]
+    >>> 0.0 < within_bin_floor(data, 0, reference) < 0.05
+    True
+    """
+    second = dataset.sample_reference(x, len(reference_images), torch.Generator().manual_seed(20_000 + x))
+    return within_bin_hue_w1(second["image"], reference_images, dataset.num_hue_bins)["w1"]
 
 
 def chance_warnings(effect: dict, num_x: int, num_y: int, margin: float = 0.15) -> list[str]:
@@ -256,14 +276,16 @@ def evaluate_confounded_attributes(model, dataset, judge, num_samples: int, grid
 
 
 def diversity_means(per_x: list[dict]) -> dict:
-    """Means over x of the within-bin hue W1 and the sub-class TV of the do(x) images (None where not read).
+    """Means over x of the within-bin hue W1 of the do(x) images, its reference-vs-reference floor
+    (:func:`within_bin_floor`) and the sub-class TV of the do(x) images (None where not read).
 
-    >>> rows = [{"within_bin_hue_w1": 0.1, "subclass_tv": None}, {"within_bin_hue_w1": 0.2, "subclass_tv": None}]
+    >>> rows = [{"within_bin_hue_w1": 0.1, "within_bin_hue_w1_reference_floor": 0.02, "subclass_tv": None},
+    ...         {"within_bin_hue_w1": 0.2, "within_bin_hue_w1_reference_floor": 0.01, "subclass_tv": None}]
     >>> diversity_means(rows)
-    {'within_bin_hue_w1': 0.15, 'subclass_tv': None}
+    {'within_bin_hue_w1': 0.15, 'within_bin_hue_w1_reference_floor': 0.015, 'subclass_tv': None}
     """
     out = {}
-    for key in ("within_bin_hue_w1", "subclass_tv"):
+    for key in ("within_bin_hue_w1", "within_bin_hue_w1_reference_floor", "subclass_tv"):
         values = [row[key] for row in per_x if row.get(key) is not None]
         out[key] = round(sum(values) / len(values), 5) if values else None
     return out

@@ -174,6 +174,11 @@ def summary(metrics: dict, out_dir: Path) -> str:
     lines.append("  mean W1 to true P(hue | do(x)): " + ", ".join(f"{k.removeprefix('w1_').removesuffix('_to_truth')} {v:.3f}" for k, v in w1.items()))
     if "posterior_entropy" in metrics:
         lines.append(f"  posterior entropy {metrics['posterior_entropy']:.3f}   held-out ELBO/image {metrics['heldout']['elbo']:.1f}")
+    spread = metrics.get("diversity", {})
+    if spread.get("within_bin_hue_w1") is not None:
+        floor = spread.get("within_bin_hue_w1_reference_floor")
+        lines.append(f"  within-bin hue W1 of the do(x) images (bin widths, from pixels): {spread['within_bin_hue_w1']:.3f}"
+                     + ("" if floor is None else f" (reference vs reference {floor:.3f})"))
     lines.append("  effectiveness: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["effectiveness"].items()))
     lines += [f"  WARNING: {warning}" for warning in metrics.get("warnings", [])]
     if "family" in metrics:

@@ -53,6 +53,10 @@ def test_tiny_fit_writes_checkpoint_metrics_and_grids(tmp_path):
                 "bounds_upper", "w1_sampled_to_truth", "w1_observational_to_truth"):
         assert key in row
     assert "cauvade-pyro fit: γ=1.5 seed=3" in result.stdout
+    # the within-bin W1 is printed beside its reference-vs-reference floor, a different number of the same kind
+    spread = metrics["diversity"]
+    assert 0 < spread["within_bin_hue_w1_reference_floor"] < spread["within_bin_hue_w1"]
+    assert f"reference vs reference {spread['within_bin_hue_w1_reference_floor']:.3f}" in result.stdout
     member = load_member(run_dir / "checkpoint.pt")
     assert member.image_model.eps_prior_fitted  # the mixture was fitted, cached and reloaded
     draws = intervene(member.model, {"x": 2}, num_samples=8)

@@ -30,6 +30,8 @@ def test_quick_writes_the_json_and_the_plots(quick_result):
     assert set(result["targets"]) >= {"fid_selected_member_le_half_cvae", "fid_observational_end_le_cvae",
                                       "coverage_ge_95pct", "within_bin_hue_w1_le_0.05"}
     assert result["git_sha"] and result["fid"]["per_gamma_mean_over_seeds"]
+    # two reference sets of one law differ a little, far less than a point mass at the bin centre (0.125)
+    assert 0 < result["diversity"]["within_bin_hue_w1_reference_floor"] < 0.06
 
 
 def test_quick_family_metrics_are_consistent(quick_result):

@@ -112,6 +112,7 @@ def test_subclass_mix_is_averaged_over_members_and_x_apart_from_the_baselines():
                {**member(2.0, 0, 1.0, 1.0), "per_x": rows([0.5, 0.7])}]
     base = {"cvae_rows": rows([0.6, 0.6]), "oracle_rows": rows([0.05, 0.15])}
     evaluator = SimpleNamespace(subclass_reader=SimpleNamespace(groups=((0, 2), (5, 7))), subclass_floor=[0.01, 0.03],
+                                within_bin_floor=[0.02, 0.04],
                                 subclass_reader_accuracy=[0.7, 0.9],
                                 subclass_reference={0: torch.tensor([0.5, 0.5]), 1: torch.tensor([0.4, 0.6])})
     div = diversity_summary(members, base, evaluator)
@@ -120,8 +121,11 @@ def test_subclass_mix_is_averaged_over_members_and_x_apart_from_the_baselines():
     assert div["subclass_members_per_x"] == [pytest.approx(0.3), pytest.approx(0.5)]
     assert div["subclass_tv_cvae"] == pytest.approx(0.6) and div["subclass_tv_oracle"] == pytest.approx(0.1)
     assert div["subclass_tv_reference_floor_per_x"] == [0.01, 0.03]
+    # the within-bin W1's floor is the reference sets' own, never the members' or a baseline's
+    assert div["within_bin_hue_w1_reference_floor"] == pytest.approx(0.03)
+    assert div["within_bin_hue_w1_reference_floor_per_x"] == [0.02, 0.04]
     # a dataset without sub-classes (the shapes): no reader, no figure
-    shapes = SimpleNamespace(subclass_reader=None)
+    shapes = SimpleNamespace(subclass_reader=None, within_bin_floor=[0.02, 0.04])
     assert diversity_summary(members, base, shapes)["subclass_tv"] is None
 
 
