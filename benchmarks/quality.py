@@ -11,7 +11,9 @@ One shared image model p(image | x, y) (docs/design.md §2) serves every attribu
   Σ_xy N_xy(−log p(x, y) + γ H[p(c | x, y)]) from the seed's random init (γ < 0 diffuse, γ > 0 sharp clusters);
 - **directed members**: for each (x, hue-bin) cell, max and min of P(y | do(x)) with the mean NLL within
   ``--directed-tolerance`` nats of the best fit (a ``y_given_xc=table`` mixture, warm-started from a γ = 0 fit);
-- **baselines**: a conditional VAE of p(image | x) with the same nets and budget (non-causal), CauVaDE at γ = 0
+- **baselines**: a conditional VAE of p(image | x) with the same nets and budget (non-causal; its own β, the KL
+  weight, chosen among ``--cvae-kl-scales`` × the members' β on the validation reference, as the best member is),
+  CauVaDE at γ = 0
   (a member of the family), and the oracle: the true attribute level (the data set's own tables of U, X and Y, so
   its do(x) is exactly the truth) through the same image model, which isolates the image model; beside it the
   same table mixture fitted with U observed (``oracle_fitted``: the true level up to estimation error).
@@ -94,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--span-seeds", type=int, default=None,
                         help="also report coverage and span of a γ × seed family with this many seeds, from the "
                         "attribute level alone (no images; default 10, --quick 0 = off)")
+    parser.add_argument("--cvae-kl-scales", default=None,
+                        help="the cVAE's β (KL weight) candidates, as multiples of the members' β; the one with the "
+                        "best validation FID is the baseline (default 0.25,1,4; --quick 1,4)")
     parser.add_argument("--feature-seed", type=int, default=1, help="seed of the FID feature network")
     parser.add_argument("--features", choices=("domain", "inception"), default="domain",
                         help="FID features: the domain network trained here on real images (default), or "
@@ -113,8 +118,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:
         args.gamma_grid = [float(g) for g in args.gammas.split(",")]
         args.seed_list = [int(s) for s in args.seeds.split(",")]
+        args.cvae_kl_scales = [float(v) for v in (args.cvae_kl_scales or ("1,4" if args.quick else "0.25,1,4"))
+                               .split(",")]
     except ValueError:
-        parser.error(f"--gammas / --seeds: comma-separated numbers expected, got {args.gammas!r} / {args.seeds!r}")
+        parser.error(f"--gammas / --seeds / --cvae-kl-scales: comma-separated numbers expected, got "
+                     f"{args.gammas!r} / {args.seeds!r} / {args.cvae_kl_scales!r}")
+    if not all(math.isfinite(v) and v > 0 for v in args.cvae_kl_scales):
+        parser.error(f"--cvae-kl-scales: every scale must be a positive number, got {args.cvae_kl_scales}")
     if not all(math.isfinite(g) for g in args.gamma_grid):
         parser.error("--gammas: every γ must be finite")
     if args.quick and args.dataset not in (None, "shapes"):
@@ -344,21 +354,47 @@ def setup(args: argparse.Namespace) -> dict:
     progress = not args.no_progress
     image_model, image_path, image_trained = shared_image_model(cfg, dataset, device, progress=progress)
     lap("image_model")
-    cvae, cvae_path, cvae_trained = shared_image_model(cfg, dataset, device, progress=progress, condition_on_y=False)
+    cvaes = cvae_candidates(cfg, args.cvae_kl_scales, dataset, device, progress)
     lap("cvae")
     num_x, num_y = dataset.num_classes, dataset.num_hue_bins
     evaluator = Evaluator(dataset, judge, feature_net, args.num_samples, subclass_reader)
     lap("reference_sets")
     return {
         "cfg": cfg, "device": device, "dataset": dataset, "judge": judge, "evaluator": evaluator,
-        "image_model": image_model, "image_path": image_path, "cvae": cvae, "cvae_path": cvae_path,
-        "cold_cache": {"image_model_trained": bool(image_trained), "cvae_trained": bool(cvae_trained)},
+        "image_model": image_model, "image_path": image_path, "cvaes": cvaes,
+        "cold_cache": {"image_model_trained": bool(image_trained),
+                       "cvae_trained": [bool(c["trained"]) for c in cvaes]},
         "train_counts": cell_counts(dataset.train["x"], dataset.train["y"], num_x, num_y),
         "test_counts": cell_counts(dataset.test["x"], dataset.test["y"], num_x, num_y),
         "fit_options": {"steps": int(cfg.inference.attribute_steps), "lr": float(cfg.inference.attribute_lr),
                         "init_scale": float(cfg.inference.init_scale), "clip_norm": float(cfg.inference.clip_norm)},
         "timings": timings,
     }
+
+
+def cvae_candidates(cfg, scales: list[float], dataset, device, progress: bool) -> list[dict]:
+    """The cVAE trained (or loaded) at each β = scale × the members' β, everything else as the members' image model.
+
+    Its β is the baseline's own hyperparameter: the members' β was chosen for a decoder that sees y, and the cVAE's
+    ε must carry the hue as well, so the same β can starve it. :func:`baselines` keeps the candidate with the best
+    validation FID, the rule that chooses the best member.
+    """
+    import copy
+
+    from omegaconf import open_dict
+
+    from cauvade_pyro.members import shared_image_model
+
+    candidates = []
+    for scale in scales:
+        candidate_cfg = copy.deepcopy(cfg)
+        with open_dict(candidate_cfg):
+            candidate_cfg.model.image.kl_weight = float(cfg.model.image.kl_weight) * scale
+        model, path, trained = shared_image_model(candidate_cfg, dataset, device, progress=progress,
+                                                  condition_on_y=False)
+        candidates.append({"kl_weight": float(candidate_cfg.model.image.kl_weight), "scale": scale, "model": model,
+                           "path": path, "trained": trained})
+    return candidates
 
 
 def gamma_family(ctx: dict, args: argparse.Namespace) -> tuple[list[dict], dict]:
@@ -416,7 +452,7 @@ def directed_members(ctx: dict, args: argparse.Namespace, members: list[dict]) -
 
 def baselines(ctx: dict) -> dict:
     """The oracle (the true attribute level) and the table mixture fitted with U observed, both through the shared
-    image model, and the cVAE p(image | x)."""
+    image model, and the cVAE p(image | x): of its β candidates, the one with the best mean validation FID."""
     from cauvade_pyro.evaluate import effectiveness
     from cauvade_pyro.inference import oracle_mixture, table_mixture
 
@@ -426,8 +462,9 @@ def baselines(ctx: dict) -> dict:
     fitted = oracle_mixture(dataset.train["u"], dataset.train["x"], dataset.train["y"], dataset.num_confounders,
                             dataset.num_classes, dataset.num_hue_bins).to(ctx["device"])
     test = {k: v.to(ctx["device"]) for k, v in dataset.test.items()}
-    cvae_rows = evaluate_cvae(evaluator, ctx["cvae"], seed=998)
-    cvae_effect = effectiveness(ctx["cvae"], ctx["judge"], test)
+    scored = [(candidate, evaluate_cvae(evaluator, candidate["model"], seed=998)) for candidate in ctx["cvaes"]]
+    chosen, cvae_rows = min(scored, key=lambda pair: per_x_mean(pair[1], "fid_validation"))
+    cvae_effect = effectiveness(chosen["model"], ctx["judge"], test)
     cvae_effect["do_x_class_accuracy"] = per_x_mean(cvae_rows, "do_class_accuracy")
     return {
         "oracle_summary": attribute_summary(oracle, ctx["train_counts"], ctx["test_counts"],
@@ -438,6 +475,15 @@ def baselines(ctx: dict) -> dict:
         "oracle_fitted_rows": evaluate_member(evaluator, fitted, ctx["image_model"], seed=997),
         "cvae_rows": cvae_rows,
         "cvae_effect": cvae_effect,
+        "cvae_selection": {
+            "rule": "the cVAE's β (KL weight) with the best mean validation FID (seeds 30000 + x), the rule that "
+                    "selects the best member; reported FIDs are the chosen one's against the test reference",
+            "kl_weight": chosen["kl_weight"], "image_model": Path(chosen["path"]).name,
+            "candidates": [{"kl_weight": c["kl_weight"], "scale": c["scale"], "trained": bool(c["trained"]),
+                            "fid_validation_mean": per_x_mean(rows, "fid_validation"),
+                            "fid_test_mean": per_x_mean(rows, "fid"),
+                            "within_bin_hue_w1": per_x_mean(rows, "within_bin_hue_w1")} for c, rows in scored],
+        },
     }
 
 
@@ -730,7 +776,7 @@ def run(args: argparse.Namespace) -> dict:
             "oracle_fitted": {**_round_member(base["oracle_fitted_summary"]),
                               "per_x": [_round_member(r) for r in base["oracle_fitted_rows"]]},
             "cvae": {"per_x": [_round_member(r) for r in base["cvae_rows"]],
-                     "image_model": str(Path(ctx["cvae_path"]).name)},
+                     "selection": _round(base["cvae_selection"])},
         },
         "image_model": str(Path(ctx["image_path"]).name),
         "cold_cache": ctx["cold_cache"],
@@ -912,7 +958,8 @@ def summary_text(result: dict, path: Path) -> str:
         f"benchmarks.quality: {result['dataset']['name']} ({result['wall_time_s']} s) → {path}",
         f"  FID vs the test reference (mean over x): validation-selected member {sel['test']:.2f} "
         f"(γ={sel['gamma']:g}, seed {sel['seed']}), γ=0 mean {fid['gamma0_mean_over_seeds']:.2f}, "
-        f"observational end (γ ≤ -1) mean {fid['observational_end_mean']:.2f}, cVAE {fid['cvae_mean']:.2f}, "
+        f"observational end (γ ≤ -1) mean {fid['observational_end_mean']:.2f}, cVAE {fid['cvae_mean']:.2f}"
+        f"{_cvae_beta(result)}, "
         f"oracle {fid['oracle_mean']:.2f} (fitted with U observed {_num(fid.get('oracle_fitted_mean'), 2)}), "
         f"reference floor {fid['reference_floor_mean']:.2f}",
         f"  against observational images given x: observational end {obs['observational_end_mean']:.2f}, "
@@ -950,6 +997,14 @@ def _more_seeds(result: dict) -> str:
                    f"{100 * v['coverage']:.0f} %)" for k, v in extra)
 
 
+def _cvae_beta(r: dict) -> str:
+    """The cVAE's own β where the run chose it on validation (runs from before the choice took the members' β)."""
+    selection = r["baselines"]["cvae"].get("selection")
+    if selection is None:
+        return ""
+    return f" (its β {selection['kl_weight']:g}, chosen on validation of {len(selection['candidates'])})"
+
+
 def _within_bin_floor(r: dict) -> str:
     floor = r["diversity"].get("within_bin_hue_w1_reference_floor")
     return "" if floor is None else f" (reference vs reference {floor:.3f})"
@@ -978,7 +1033,8 @@ def markdown_table(results: dict[str, dict]) -> str:
         f = r["fid"]
         sel = f["selected_member"]
         return (f"selected member (γ = {sel['gamma']:g}, chosen on validation) {sel['test']:.1f} vs cVAE "
-                f"{f['cvae_mean']:.1f}{unfair(r)} {mark(r, 'fid_selected_member_le_half_cvae')}; observational end "
+                f"{f['cvae_mean']:.1f}{_cvae_beta(r)}{unfair(r)} {mark(r, 'fid_selected_member_le_half_cvae')}; "
+                f"observational end "
                 f"{f['observational_end_mean']:.1f} {mark(r, 'fid_observational_end_le_cvae')}; γ = 0 mean "
                 f"{f['gamma0_mean_over_seeds']:.1f}; oracle {f['oracle_mean']:.1f} vs floor "
                 f"{f['reference_floor_mean']:.1f} {mark(r, 'fid_oracle_le_5x_floor')}{fitted_oracle(f)}")

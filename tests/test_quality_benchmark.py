@@ -30,6 +30,12 @@ def test_quick_writes_the_json_and_the_plots(quick_result):
     assert set(result["targets"]) >= {"fid_selected_member_le_half_cvae", "fid_observational_end_le_cvae",
                                       "coverage_ge_95pct", "within_bin_hue_w1_le_0.05"}
     assert result["git_sha"] and result["fid"]["per_gamma_mean_over_seeds"]
+    # the cVAE's β is its own, chosen on the validation reference among its candidates, and reported as chosen
+    selection = result["baselines"]["cvae"]["selection"]
+    assert [c["scale"] for c in selection["candidates"]] == [1.0, 4.0]
+    chosen = min(selection["candidates"], key=lambda c: c["fid_validation_mean"])
+    assert selection["kl_weight"] == chosen["kl_weight"]
+    assert result["fid"]["cvae_mean"] == pytest.approx(chosen["fid_test_mean"], abs=1e-4)
     # two reference sets of one law differ a little, far less than a point mass at the bin centre (0.125)
     assert 0 < result["diversity"]["within_bin_hue_w1_reference_floor"] < 0.06
 
