@@ -36,6 +36,8 @@ def test_quick_writes_the_json_and_the_plots(quick_result):
     chosen = min(selection["candidates"], key=lambda c: c["fid_validation_mean"])
     assert selection["kl_weight"] == chosen["kl_weight"]
     assert result["fid"]["cvae_mean"] == pytest.approx(chosen["fid_test_mean"], abs=1e-4)
+    # real observational images are scored against the test reference like any model of P(image | x)
+    assert result["fid"]["observational_data_mean"] > result["fid"]["reference_floor_mean"]
     # two reference sets of one law differ a little, far less than a point mass at the bin centre (0.125)
     assert 0 < result["diversity"]["within_bin_hue_w1_reference_floor"] < 0.06
 

@@ -29,7 +29,8 @@ def records():
     base = {"cvae_rows": [{"fid": 10.0, "fid_observational": 6.0, "w1_images_to_observational": 0.2},
                           {"fid": 12.0, "fid_observational": 8.0, "w1_images_to_observational": 0.3}],
             "oracle_rows": [{"fid": 2.0, "fid_observational": 20.0}, {"fid": 2.0, "fid_observational": 20.0}]}
-    ctx = {"evaluator": SimpleNamespace(fid_floor=[0.5, 0.7], observational_fid_floor=[0.4, 0.6])}
+    ctx = {"evaluator": SimpleNamespace(fid_floor=[0.5, 0.7], observational_fid_floor=[0.4, 0.6],
+                                        observational_data_fid=[9.0, 13.0])}
     return members, base, ctx
 
 
@@ -42,6 +43,7 @@ def test_member_and_gamma_are_selected_on_validation_and_scored_on_test(records)
     assert fid["per_gamma_mean_over_seeds"] == {"-1.0": 10.0, "0.0": 8.0, "2.0": 4.0}
     assert fid["observational_end_mean"] == 10.0 and fid["cvae_mean"] == 11.0
     assert fid["best_gamma0_seed_test"] == 6.0 and fid["reference_floor_mean"] == pytest.approx(0.6)
+    assert fid["observational_data_mean"] == 11.0  # the real observational images' own, beside the models'
     # the observational-reference block averages only the γ ≤ −1 members, each model on its own key
     observational = fid["observational_reference"]
     assert observational["observational_end_mean"] == 4.0 and observational["cvae_mean"] == 7.0
