@@ -453,6 +453,12 @@ def directed_members(ctx: dict, args: argparse.Namespace, members: list[dict]) -
     return directed
 
 
+def choose_cvae(scored: list[tuple[dict, list[dict]]]) -> tuple[dict, list[dict]]:
+    """The (candidate, per-x rows) whose mean *validation* FID is lowest: the cVAE's β is chosen as the best member
+    is, never on the test reference its FID is reported against."""
+    return min(scored, key=lambda pair: per_x_mean(pair[1], "fid_validation"))
+
+
 def baselines(ctx: dict) -> dict:
     """The oracle (the true attribute level) and the table mixture fitted with U observed, both through the shared
     image model, and the cVAE p(image | x): of its β candidates, the one with the best mean validation FID."""
@@ -466,7 +472,7 @@ def baselines(ctx: dict) -> dict:
                             dataset.num_classes, dataset.num_hue_bins).to(ctx["device"])
     test = {k: v.to(ctx["device"]) for k, v in dataset.test.items()}
     scored = [(candidate, evaluate_cvae(evaluator, candidate["model"], seed=998)) for candidate in ctx["cvaes"]]
-    chosen, cvae_rows = min(scored, key=lambda pair: per_x_mean(pair[1], "fid_validation"))
+    chosen, cvae_rows = choose_cvae(scored)
     cvae_effect = effectiveness(chosen["model"], ctx["judge"], test)
     cvae_effect["do_x_class_accuracy"] = per_x_mean(cvae_rows, "do_class_accuracy")
     return {

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmarks.quality import clipped_span, diversity_summary, family_metrics, fid_summary, target_checks
+from benchmarks.quality import (choose_cvae, clipped_span, diversity_summary, family_metrics, fid_summary,
+                                target_checks)
 
 
 def member(gamma, seed, test, validation, w1=0.1, observational=None):
@@ -147,3 +148,14 @@ def test_the_table_never_counts_a_win_over_an_unfair_cvae():
     unfair_row = markdown_table({"run": result}).splitlines()[2]
     assert "no fair baseline" not in fair_row and "cVAE 2365.6 ✓" in fair_row
     assert "(its x flip 0.50: no fair baseline) ✗" in unfair_row and "observational end 2048.2 ✗" in unfair_row
+
+
+def test_the_cvae_beta_is_chosen_on_validation_not_on_test():
+    """The candidate best on the test reference loses to the one best on validation."""
+    def rows(validation, test):
+        return [{"fid_validation": validation, "fid": test}] * 2
+
+    scored = [({"kl_weight": 0.5}, rows(30.0, 10.0)), ({"kl_weight": 2.0}, rows(20.0, 25.0)),
+              ({"kl_weight": 8.0}, rows(40.0, 5.0))]
+    chosen, chosen_rows = choose_cvae(scored)
+    assert chosen["kl_weight"] == 2.0 and chosen_rows[0]["fid"] == 25.0
