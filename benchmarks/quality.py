@@ -679,14 +679,20 @@ CVAE_TARGETS = ("fid_observational_end_le_cvae", "fid_observational_end_le_cvae_
                 "fid_selected_member_le_half_cvae")
 
 
-def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: dict, cvae_effect: dict) -> dict:
+def target_checks(fid: dict, family: dict, diversity: dict, effect: dict, fit: dict, cvae_effect: dict,
+                  cvae_tuned: bool = False) -> dict:
     """The issue's targets; each compares means or a validation-selected member scored on the test set.
 
-    A comparison with the cVAE counts only where the cVAE is a fair baseline: its own x flip must reach the
-    effectiveness target the members must reach (``cvae_is_a_fair_baseline``). It takes the members' β, and at a
-    large β its ε, the only place its hue can live, may hold none, so that beating it says nothing.
+    A comparison with the cVAE counts only where the cVAE is a fair baseline (``cvae_is_a_fair_baseline``): its
+    β chosen on the validation reference among several candidates (``cvae_tuned``), as the best member is chosen,
+    or, with the members' β imposed, its own x flip reaching the effectiveness target the members must reach
+    (at a large imposed β its ε, the only place its hue can live, may hold none, so that beating it says
+    nothing). A tuned cVAE is not also held to the x flip: it draws ε from its p(ε | x), so its samples do not
+    need ε to leave the class to x (10 classes at git `1206f56`: the cVAE chosen at β = 4 flips x in 0.88, yet
+    0.96 of its samples show their class and it scores FID 29.7 against observational images, the observational
+    end 55.4).
     """
-    fair = cvae_effect["x_flip_follows"] >= EFFECTIVENESS_TARGET
+    fair = cvae_tuned or cvae_effect["x_flip_follows"] >= EFFECTIVENESS_TARGET
     return {
         "cvae_is_a_fair_baseline": fair,
         "fid_observational_end_le_cvae": fair and fid["observational_end_mean"] <= fid["cvae_mean"],
@@ -779,7 +785,8 @@ def run(args: argparse.Namespace) -> dict:
         "fit": _round(fit),
         "effectiveness": {"cauvade_image_model": _round(effect, 4), "cvae": _round(base["cvae_effect"], 4)},
         "warnings": chance_warnings(effect, num_x, dataset.num_hue_bins),
-        "targets": target_checks(fid, family, diversity, effect, fit, base["cvae_effect"]),
+        "targets": target_checks(fid, family, diversity, effect, fit, base["cvae_effect"],
+                                 cvae_tuned=len(base["cvae_selection"]["candidates"]) > 1),
         "members": [_round_member(m) for m in members],
         "directed_members": [_round_member(m) for m in directed],
         "baselines": {

@@ -81,6 +81,10 @@ def test_targets_compare_the_selected_member_and_means(records):
     fair = target_checks(fid_summary(ctx, members, base), family, {"within_bin_hue_w1": 0.1}, effect,
                          {"max_gap_nats": 0.0}, effect)
     assert fair["fid_selected_member_le_half_cvae"] and fair["fid_observational_end_le_cvae"]
+    # a cVAE whose β was chosen on validation among several is a fair baseline whatever its x flip
+    tuned = target_checks(fid_summary(ctx, members, base), family, {"within_bin_hue_w1": 0.1}, effect,
+                          {"max_gap_nats": 0.0}, {"x_flip_follows": 0.59}, cvae_tuned=True)
+    assert tuned["cvae_is_a_fair_baseline"] and tuned["fid_selected_member_le_half_cvae"]
 
 
 def test_span_is_clipped_per_cell():
