@@ -11,12 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-PANEL_TITLES = {"observational": "observational  P(image | x)", "do": "model  P(image | do(x))",
-                "reference": "unconfounded reference"}
+# the model's panels are the likelihood's means at sampled (y, ε), not pixel draws: the titles say so
+PANEL_TITLES = {"observational": "model  P(image | x), means", "do": "model  P(image | do(x)), means",
+                "reference": "unconfounded reference (real)"}
 
 
 def save_sample_grids(path: str | Path, panels: dict, class_names, title: str = "") -> Path:
-    """One row per x: observational samples, do(x) samples and reference samples, side by side."""
+    """One row per x: the model's observational and do(x) images (means) and real reference images, side by side."""
     columns = [(PANEL_TITLES[key], {x: panels[x][key] for x in panels}) for key in ("observational", "do", "reference")]
     return _save_grids(path, columns, class_names, title, panel_size=(3.0, 3.2), title_size=9)
 

@@ -60,7 +60,7 @@ def test_targets_compare_the_selected_member_and_means(records):
         row["fid"] = 9.0
     fid = fid_summary(ctx, members, base)
     family = {"gamma_seed": {"coverage": 1.0, "span_mean": 0.6}}
-    effect = {"x_flip_follows": 0.95, "y_flip_follows": 0.95}
+    effect = {"x_flip_follows": 0.95, "y_flip_follows": 0.95, "do_x_class_accuracy": 0.95}
     targets = target_checks(fid, family, {"within_bin_hue_w1": 0.1}, effect, {"max_gap_nats": 0.0}, effect)
     assert targets["cvae_is_a_fair_baseline"]
     assert not targets["fid_selected_member_le_half_cvae"]
@@ -74,7 +74,7 @@ def test_targets_compare_the_selected_member_and_means(records):
     for row in base["cvae_rows"]:
         row["fid"] = 100.0
     weak = target_checks(fid_summary(ctx, members, base), family, {"within_bin_hue_w1": 0.1}, effect,
-                         {"max_gap_nats": 0.0}, {"x_flip_follows": 0.59})
+                         {"max_gap_nats": 0.0}, {"x_flip_follows": 0.59, "do_x_class_accuracy": 0.95})
     assert not weak["cvae_is_a_fair_baseline"]
     assert not weak["fid_selected_member_le_half_cvae"] and not weak["fid_observational_end_le_cvae"]
     assert not weak["fid_observational_end_le_cvae_observational_reference"]
@@ -83,8 +83,16 @@ def test_targets_compare_the_selected_member_and_means(records):
     assert fair["fid_selected_member_le_half_cvae"] and fair["fid_observational_end_le_cvae"]
     # a cVAE whose β was chosen on validation among several is a fair baseline whatever its x flip
     tuned = target_checks(fid_summary(ctx, members, base), family, {"within_bin_hue_w1": 0.1}, effect,
-                          {"max_gap_nats": 0.0}, {"x_flip_follows": 0.59}, cvae_tuned=True)
+                          {"max_gap_nats": 0.0}, {"x_flip_follows": 0.59, "do_x_class_accuracy": 0.95},
+                          cvae_tuned=True)
     assert tuned["cvae_is_a_fair_baseline"] and tuned["fid_selected_member_le_half_cvae"]
+    # ... but not if its do(x) images do not show the class they were drawn for, tuned or not
+    for tuned_or_not in (True, False):
+        wrong_class = target_checks(fid_summary(ctx, members, base), family, {"within_bin_hue_w1": 0.1}, effect,
+                                    {"max_gap_nats": 0.0}, {"x_flip_follows": 0.95, "do_x_class_accuracy": 0.57},
+                                    cvae_tuned=tuned_or_not)
+        assert not wrong_class["cvae_is_a_fair_baseline"]
+        assert not wrong_class["fid_selected_member_le_half_cvae"]
 
 
 def test_span_is_clipped_per_cell():
@@ -153,6 +161,9 @@ def test_the_table_never_counts_a_win_over_an_unfair_cvae():
     unfair_row = markdown_table({"run": result}).splitlines()[2]
     assert "no fair baseline" not in fair_row and "cVAE 2142.8 (its β 0.5, chosen on validation of 3) ✓" in fair_row
     assert "(its x flip 0.50: no fair baseline) ✗" in unfair_row and "observational end 2048.2 ✗" in unfair_row
+    result["effectiveness"]["cvae"]["do_x_class_accuracy"] = 0.57
+    wrong_class_row = markdown_table({"run": result}).splitlines()[2]
+    assert "(its do(x) images show their class in 0.57: no fair baseline) ✗" in wrong_class_row
 
 
 def test_the_cvae_beta_is_chosen_on_validation_not_on_test():
