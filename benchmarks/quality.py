@@ -33,7 +33,7 @@ mean of its own subset. Directed members whose fit says ``feasible: False`` are 
 directed members are a check that the sharp bounds are reachable, not the family's coverage. The within-bin hue
 W1 (:mod:`cauvade_pyro.metrics.hue`) reads each image's hue from its pixels, no judge; it, the judge's read-outs
 and the sub-class mix are computed as the CLI computes them (:func:`cauvade_pyro.evaluate.read_images`,
-through :class:`Evaluator`, which adds the FIDs and the diversity). Images are the means
+through :class:`cauvade_pyro.evaluate.ReferenceEvaluator`, which adds the FIDs and the diversity). Images are the means
 of the image likelihood (at sampled y and ε), not pixel draws. The JSON records ``git_sha`` and whether the
 image models were trained in this run (``cold_cache``). The run is in phases (:func:`setup`,
 :func:`gamma_family`, :func:`directed_members`, :func:`baselines`, :func:`family_metrics`, :func:`fid_summary`,
@@ -125,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"{args.gammas!r} / {args.seeds!r} / {args.cvae_kl_scales!r}")
     if not all(math.isfinite(v) and v > 0 for v in args.cvae_kl_scales):
         parser.error(f"--cvae-kl-scales: every scale must be a positive number, got {args.cvae_kl_scales}")
+    if len(set(args.cvae_kl_scales)) != len(args.cvae_kl_scales):
+        # a repeated scale would train the same candidate twice and count the cVAE as tuned among "several"
+        parser.error(f"--cvae-kl-scales: every scale must differ, got {args.cvae_kl_scales}")
     if not all(math.isfinite(g) for g in args.gamma_grid):
         parser.error("--gammas: every γ must be finite")
     if args.quick and args.dataset not in (None, "shapes"):
@@ -156,106 +159,6 @@ def result_name(args, cfg) -> str:
     if cfg.dataset.get("x_form", "binary") == "classes":
         name += "_classes"
     return f"quick_{name}" if args.quick else name
-
-
-# ----------------------------------------------------------------------------------------------- evaluation
-class Evaluator:
-    """Per-x FID (validation and test references), hue read-outs, W1 and diversity of generated do(x) images.
-
-    The FIDs and the feature-space diversity are the benchmark's own; the judge's hue histogram, its W1s, the
-    class accuracy, the within-bin hue W1 and the sub-class mix are the CLI's read-outs,
-    :func:`cauvade_pyro.evaluate.read_images` against the test reference (the same images as the CLI's: seed
-    10 000 + x), under this benchmark's key names (``do_class_accuracy``, ``hue_unreadable``, ``subclass_tv``,
-    ``subclass_generated``) and unrounded.
-
-    Three independent reference sets per x: *validation* (the best member is chosen on it), *test* (every
-    reported FID is against it) and a second test-sized set for the reference-vs-reference floor. Two more per x
-    are drawn *observationally* (Y ~ P(Y | x), ``dataset.sample_conditional``): what a model of P(image | x)
-    should reproduce, so the observational end and the cVAE are also compared there, before causality enters.
-    """
-
-    def __init__(self, dataset, judge, feature_net, num_samples: int, subclass_reader=None):
-        import torch
-
-        from cauvade_pyro.evaluate import within_bin_floor
-        from cauvade_pyro.metrics import ReferenceFID, bow_graph_bounds
-        from cauvade_pyro.metrics.subclass import total_variation
-
-        self.dataset, self.judge, self.features, self.n = dataset, judge, feature_net, num_samples
-        self.subclass_reader = subclass_reader
-        # per x: the sub-class mix the reader reads off the test reference, the reader's accuracy on it (its true
-        # base labels are known), and the TV between the test and the floor reference sets (sampling noise)
-        self.subclass_reference, self.subclass_reader_accuracy, self.subclass_floor = {}, [], []
-        self.scm = dataset.scm
-        self.positions = self.scm.bin_centres()
-        self.truth = self.scm.interventional_y().float()
-        self.observational = self.scm.observational_y_given_x().float()
-        self.lower, self.upper = bow_graph_bounds(self.scm.joint_xy())
-        self.reference, self.validation_fid, self.test_fid, self.fid_floor = {}, {}, {}, []
-        self.observational_fid, self.observational_fid_floor = {}, []
-        self.within_bin_floor, self.observational_data_fid = [], []
-        for x in range(dataset.num_classes):
-            draws = {name: dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(offset + x))
-                     for name, offset in (("test", 10_000), ("floor", 20_000), ("validation", 30_000))}
-            sets = {name: draw["image"].float().div(255) for name, draw in draws.items()}
-            self.reference[x] = sets["test"]
-            if subclass_reader is not None:
-                reads = subclass_reader.read(sets["test"], x)
-                truth = torch.tensor([subclass_reader.groups[x].index(int(label)) for label in draws["test"]["label"]])
-                self.subclass_reader_accuracy.append(float((reads == truth).float().mean()))
-                self.subclass_reference[x] = subclass_reader.histogram(sets["test"], x)
-                self.subclass_floor.append(total_variation(subclass_reader.histogram(sets["floor"], x),
-                                                           self.subclass_reference[x]))
-            # the reference's features are computed once here, not once per model compared
-            self.test_fid[x] = ReferenceFID(feature_net, sets["test"])
-            self.validation_fid[x] = ReferenceFID(feature_net, sets["validation"])
-            # Two independent reference sets of the same size: the FID a perfect generator would get.
-            self.fid_floor.append(self.test_fid[x].distance(sets["floor"]))
-            # the same two sets, read for their within-bin hue: the sampling floor of that W1 at this size
-            self.within_bin_floor.append(within_bin_floor(dataset, x, sets["test"]))
-            conditional = [dataset.sample_conditional(x, num_samples, torch.Generator().manual_seed(offset + x))
-                           ["image"].float().div(255) for offset in (40_000, 50_000)]
-            self.observational_fid[x] = ReferenceFID(feature_net, conditional[0])
-            self.observational_fid_floor.append(self.observational_fid[x].distance(conditional[1]))
-            # real observational images against the unconfounded test reference: what a perfect model of
-            # P(image | x), the question the observational end and the cVAE answer, scores there
-            self.observational_data_fid.append(self.test_fid[x].distance(conditional[1]))
-
-    def images(self, x: int, images, sampled_y=None) -> dict:
-        """One row of per-x read-outs of generated images of class x: the FIDs against the test, validation and
-        observational references and the feature-space diversity here; the judge's hue histogram, its W1s, the
-        class accuracy, the within-bin hue W1 and the sub-class mix from :func:`cauvade_pyro.evaluate.read_images`
-        against the test reference (the sub-class mix against its precomputed histogram)."""
-        import torch
-
-        from cauvade_pyro.evaluate import read_images
-        from cauvade_pyro.metrics import circular_w1, diversity, hue_histogram
-
-        read = read_images(images, x, self.dataset, self.judge, self.reference[x],
-                           subclass_reader=self.subclass_reader, reference_histogram=self.subclass_reference.get(x))
-        hue_pred, mix = read["judge_hue"], read["subclass"]
-        with torch.no_grad():
-            feats = self.features(images.to(next(self.features.parameters()).device))
-        row = {
-            "fid": self.test_fid[x].distance(images),
-            "fid_validation": self.validation_fid[x].distance(images),
-            "fid_observational": self.observational_fid[x].distance(images),
-            "p_do_from_images": _round(read["p_do_from_images"]),
-            "w1_images_to_truth": read["w1_images_to_truth"],
-            "w1_images_to_observational": read["w1_images_to_observational"],
-            "do_class_accuracy": read["class_accuracy"],
-            "within_bin_hue_w1": read["within_bin_hue_w1"],
-            "hue_unreadable": read["hue_unreadable"],
-            "subclass_tv": None if mix is None else mix["tv"],
-            "subclass_generated": None if mix is None else mix["generated"],
-            **diversity(hue_pred, self.dataset.num_hue_bins, feats),
-        }
-        if sampled_y is not None:
-            p_sampled = hue_histogram(sampled_y.cpu(), self.dataset.num_hue_bins)
-            row["w1_sampled_to_truth"] = circular_w1(p_sampled, self.truth[x], self.positions)
-            # the hue each do(x) image was asked for (its sampled y) against the hue the judge reads off it
-            row["do_hue_accuracy"] = float((hue_pred == sampled_y.cpu()).float().mean())
-        return row
 
 
 def attribute_summary(mixture, train_counts, test_counts, truth, positions) -> dict:
@@ -326,6 +229,7 @@ def setup(args: argparse.Namespace) -> dict:
     cfg = quality_config(args)
     import torch
 
+    from cauvade_pyro.evaluate import ReferenceEvaluator
     from cauvade_pyro.fit import build_dataset
     from cauvade_pyro.inference import cell_counts, resolve_device, seed_everything
     from cauvade_pyro.members import shared_image_model
@@ -360,7 +264,7 @@ def setup(args: argparse.Namespace) -> dict:
     cvaes = cvae_candidates(cfg, args.cvae_kl_scales, dataset, device, progress)
     lap("cvae")
     num_x, num_y = dataset.num_classes, dataset.num_hue_bins
-    evaluator = Evaluator(dataset, judge, feature_net, args.num_samples, subclass_reader)
+    evaluator = ReferenceEvaluator(dataset, judge, feature_net, args.num_samples, subclass_reader)
     lap("reference_sets")
     return {
         "cfg": cfg, "device": device, "dataset": dataset, "judge": judge, "evaluator": evaluator,
@@ -455,8 +359,13 @@ def directed_members(ctx: dict, args: argparse.Namespace, members: list[dict]) -
 
 def choose_cvae(scored: list[tuple[dict, list[dict]]]) -> tuple[dict, list[dict]]:
     """The (candidate, per-x rows) whose mean *validation* FID is lowest: the cVAE's β is chosen as the best member
-    is, never on the test reference its FID is reported against."""
-    return min(scored, key=lambda pair: per_x_mean(pair[1], "fid_validation"))
+    is, never on the test reference its FID is reported against. A candidate with no finite validation FID ranks
+    last (``min`` with a NaN key would keep whichever came first)."""
+    def key(pair):
+        value = per_x_mean(pair[1], "fid_validation")
+        return value if math.isfinite(value) else math.inf
+
+    return min(scored, key=key)
 
 
 def baselines(ctx: dict) -> dict:
@@ -1037,6 +946,8 @@ def _cvae_beta(r: dict) -> str:
     selection = r["baselines"]["cvae"].get("selection")
     if selection is None:
         return ""
+    if len(selection["candidates"]) == 1:
+        return f" (its β {selection['kl_weight']:g}, the only candidate)"
     return f" (its β {selection['kl_weight']:g}, chosen on validation of {len(selection['candidates'])})"
 
 

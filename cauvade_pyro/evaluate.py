@@ -210,6 +210,99 @@ def within_bin_floor(dataset: Any, x: int, reference_images: torch.Tensor) -> fl
     return within_bin_hue_w1(second["image"], reference_images, dataset.num_hue_bins)["w1"]
 
 
+class ReferenceEvaluator:
+    """Per-x FID (validation and test references), hue read-outs, W1 and diversity of generated do(x) images.
+
+    The quality benchmark's scorer (``benchmarks/quality.py``). The FIDs (against ``feature_net``, a
+    :class:`~cauvade_pyro.metrics.ReferenceFID` per set) and the feature-space diversity are added here; the
+    judge's hue histogram, its W1s, the class accuracy, the within-bin hue W1 and the sub-class mix are the CLI's
+    read-outs, :func:`read_images` against the test reference (the same images as the CLI's: seed 10 000 + x),
+    under the key names ``do_class_accuracy``, ``hue_unreadable``, ``subclass_tv``, ``subclass_generated``.
+
+    Three independent reference sets per x: *validation* (the best member is chosen on it), *test* (every
+    reported FID is against it) and a second test-sized set for the reference-vs-reference floor. Two more per x
+    are drawn *observationally* (Y ~ P(Y | x), ``dataset.sample_conditional``): what a model of P(image | x)
+    should reproduce, so the observational end and the cVAE are also compared there, before causality enters.
+    """
+
+    def __init__(self, dataset, judge, feature_net, num_samples: int, subclass_reader=None):
+        from cauvade_pyro.metrics import ReferenceFID
+        from cauvade_pyro.metrics.subclass import total_variation
+
+        self.dataset, self.judge, self.features, self.n = dataset, judge, feature_net, num_samples
+        self.subclass_reader = subclass_reader
+        # per x: the sub-class mix the reader reads off the test reference, the reader's accuracy on it (its true
+        # base labels are known), and the TV between the test and the floor reference sets (sampling noise)
+        self.subclass_reference, self.subclass_reader_accuracy, self.subclass_floor = {}, [], []
+        self.scm = dataset.scm
+        self.positions = self.scm.bin_centres()
+        self.truth = self.scm.interventional_y().float()
+        self.observational = self.scm.observational_y_given_x().float()
+        self.lower, self.upper = bow_graph_bounds(self.scm.joint_xy())
+        self.reference, self.validation_fid, self.test_fid, self.fid_floor = {}, {}, {}, []
+        self.observational_fid, self.observational_fid_floor = {}, []
+        self.within_bin_floor, self.observational_data_fid = [], []
+        for x in range(dataset.num_classes):
+            draws = {name: dataset.sample_reference(x, num_samples, torch.Generator().manual_seed(offset + x))
+                     for name, offset in (("test", 10_000), ("floor", 20_000), ("validation", 30_000))}
+            sets = {name: draw["image"].float().div(255) for name, draw in draws.items()}
+            self.reference[x] = sets["test"]
+            if subclass_reader is not None:
+                reads = subclass_reader.read(sets["test"], x)
+                truth = torch.tensor([subclass_reader.groups[x].index(int(label)) for label in draws["test"]["label"]])
+                self.subclass_reader_accuracy.append(float((reads == truth).float().mean()))
+                self.subclass_reference[x] = subclass_reader.histogram(sets["test"], x)
+                self.subclass_floor.append(total_variation(subclass_reader.histogram(sets["floor"], x),
+                                                           self.subclass_reference[x]))
+            # the reference's features are computed once here, not once per model compared
+            self.test_fid[x] = ReferenceFID(feature_net, sets["test"])
+            self.validation_fid[x] = ReferenceFID(feature_net, sets["validation"])
+            # Two independent reference sets of the same size: the FID a perfect generator would get.
+            self.fid_floor.append(self.test_fid[x].distance(sets["floor"]))
+            # the same two sets, read for their within-bin hue: the sampling floor of that W1 at this size
+            self.within_bin_floor.append(within_bin_floor(dataset, x, sets["test"]))
+            conditional = [dataset.sample_conditional(x, num_samples, torch.Generator().manual_seed(offset + x))
+                           ["image"].float().div(255) for offset in (40_000, 50_000)]
+            self.observational_fid[x] = ReferenceFID(feature_net, conditional[0])
+            self.observational_fid_floor.append(self.observational_fid[x].distance(conditional[1]))
+            # real observational images against the unconfounded test reference: what a perfect model of
+            # P(image | x), the question the observational end and the cVAE answer, scores there
+            self.observational_data_fid.append(self.test_fid[x].distance(conditional[1]))
+
+    def images(self, x: int, images, sampled_y=None) -> dict:
+        """One row of per-x read-outs of generated images of class x: the FIDs against the test, validation and
+        observational references and the feature-space diversity here; the judge's hue histogram, its W1s, the
+        class accuracy, the within-bin hue W1 and the sub-class mix from :func:`read_images`
+        against the test reference (the sub-class mix against its precomputed histogram)."""
+        from cauvade_pyro.metrics import diversity
+
+        read = read_images(images, x, self.dataset, self.judge, self.reference[x],
+                           subclass_reader=self.subclass_reader, reference_histogram=self.subclass_reference.get(x))
+        hue_pred, mix = read["judge_hue"], read["subclass"]
+        with torch.no_grad():
+            feats = self.features(images.to(next(self.features.parameters()).device))
+        row = {
+            "fid": self.test_fid[x].distance(images),
+            "fid_validation": self.validation_fid[x].distance(images),
+            "fid_observational": self.observational_fid[x].distance(images),
+            "p_do_from_images": _rounded(read["p_do_from_images"]),
+            "w1_images_to_truth": read["w1_images_to_truth"],
+            "w1_images_to_observational": read["w1_images_to_observational"],
+            "do_class_accuracy": read["class_accuracy"],
+            "within_bin_hue_w1": read["within_bin_hue_w1"],
+            "hue_unreadable": read["hue_unreadable"],
+            "subclass_tv": None if mix is None else mix["tv"],
+            "subclass_generated": None if mix is None else mix["generated"],
+            **diversity(hue_pred, self.dataset.num_hue_bins, feats),
+        }
+        if sampled_y is not None:
+            p_sampled = hue_histogram(sampled_y.cpu(), self.dataset.num_hue_bins)
+            row["w1_sampled_to_truth"] = circular_w1(p_sampled, self.truth[x], self.positions)
+            # the hue each do(x) image was asked for (its sampled y) against the hue the judge reads off it
+            row["do_hue_accuracy"] = float((hue_pred == sampled_y.cpu()).float().mean())
+        return row
+
+
 def chance_warnings(effect: dict, num_x: int, num_y: int, margin: float = 0.15) -> list[str]:
     """One line per flip whose share followed lies within ``margin`` of chance (1/|X| for x, 1/|Y| for y).
 

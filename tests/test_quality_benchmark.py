@@ -86,6 +86,8 @@ def test_quick_oracle_is_the_true_attribute_level(quick_result):
 @pytest.mark.parametrize("argv, message", [
     (["--gammas", "a,b"], "--gammas"),
     (["--quick", "--dataset", "mnist"], "--quick"),
+    (["--cvae-kl-scales", "1,1"], "every scale must differ"),
+    (["--cvae-kl-scales", "0,1"], "positive number"),
 ])
 def test_bad_arguments_are_one_line_errors(argv, message):
     run = subprocess.run([sys.executable, "-m", "benchmarks.quality", *argv], capture_output=True, text=True)

@@ -175,3 +175,6 @@ def test_the_cvae_beta_is_chosen_on_validation_not_on_test():
               ({"kl_weight": 8.0}, rows(40.0, 5.0))]
     chosen, chosen_rows = choose_cvae(scored)
     assert chosen["kl_weight"] == 2.0 and chosen_rows[0]["fid"] == 25.0
+    # a candidate that failed on validation (no finite FID) ranks last, wherever it comes
+    failed = ({"kl_weight": 0.1}, [{"fid_validation": float("nan"), "fid": 1.0}] * 2)
+    assert choose_cvae([failed, *scored])[0]["kl_weight"] == 2.0
