@@ -4,10 +4,9 @@
     python -m benchmarks.gamma_sweep multirun/gamma_sweep --name shapes_gamma_sweep
 
 A thin caller of :func:`cauvade_pyro.collect.collect` (``python -m cauvade_pyro.collect`` is the documented
-command; this one only writes into ``benchmarks/results/``
-and records the command and ``git_sha``): the JSON holds the family's coverage and span of the
-true P(hue bin | do(x)) and one row per member (γ, seed, per-x W1 to the truth, posterior entropy, held-out
-fit, effectiveness); the plot shows each member's P(hue bin | do(x)) against γ with the truth, the
+command; this one only writes into ``benchmarks/results/`` and records the command and ``git_sha``): the JSON
+holds the family's coverage and span of the true P(hue bin | do(x)) and one row per member (γ, seed, per-x W1 to
+the truth, posterior entropy, held-out fit, effectiveness); the plot shows each member's P(hue bin | do(x)) against γ with the truth, the
 observational answer and the sharp-bounds band, for each x and hue bin.
 """
 
